@@ -1,0 +1,57 @@
+"""Reading request bodies with size limits before any parsing (PROTOCOL.md section 6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+
+from ledger.errors import SchemaError, TooLargeError
+from ledger.protocol import canonical, parse_strict
+
+EVENT_LIMIT = 256 * 1024
+BATCH_LIMIT = 4 * 1024 * 1024
+BATCH_COUNT = 1000
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """Read the body, refusing with 413 as soon as it is known to be over ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLargeError(
+            f"The request is {int(declared)} bytes; the limit here is {limit} bytes."
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLargeError(f"The request is over the limit of {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_event(request: Request) -> Any:
+    """One envelope: size, then strict JSON parsing."""
+    return parse_strict(await read_limited(request, EVENT_LIMIT))
+
+
+async def read_batch(request: Request) -> list[Any]:
+    """A batch: size, strict parsing, count and each envelope's canonical size, then shape."""
+    data = parse_strict(await read_limited(request, BATCH_LIMIT))
+    events = data.get("events") if isinstance(data, dict) else None
+    if isinstance(events, list) and len(events) > BATCH_COUNT:
+        raise TooLargeError(
+            f"The batch holds {len(events)} events; send at most {BATCH_COUNT} at a time."
+        )
+    if isinstance(events, list):
+        for index, envelope in enumerate(events):
+            if len(canonical(envelope)) > EVENT_LIMIT:
+                raise TooLargeError(
+                    f"Event {index} of the batch is over {EVENT_LIMIT} bytes."
+                ).at(index)
+    if not isinstance(data, dict) or set(data) != {"events"} or not isinstance(events, list):
+        raise SchemaError('A batch must be a JSON object {"events": [envelopes...]}.')
+    if not events:
+        raise SchemaError("The batch is empty: send at least one event.")
+    return events

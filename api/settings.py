@@ -1,0 +1,45 @@
+"""Server settings from the environment (PROTOCOL.md section 8)."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything ``goldtrail serve`` reads from ``GOLDTRAIL_*`` variables."""
+
+    model_config = SettingsConfigDict(env_prefix="GOLDTRAIL_", extra="ignore")
+
+    database_url: str = "sqlite:///./goldtrail.db"
+    registrar_key: str | None = Field(
+        default=None, description="hex public key trusted to sign the seq-0 registration"
+    )
+    origin: str = "goldtrail.localhost/log"
+    public_url: str = "http://127.0.0.1:8000"
+    log_key_file: str = "./goldtrail-log.key"
+
+    @field_validator("registrar_key")
+    @classmethod
+    def _hex_key(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not re.fullmatch(r"[0-9a-f]{64}", value):
+            raise ValueError("GOLDTRAIL_REGISTRAR_KEY must be 64 lowercase hex characters")
+        return value
+
+    @field_validator("origin")
+    @classmethod
+    def _origin(cls, value: str) -> str:
+        if not value or any(c in value for c in " +\n") or not value.isprintable():
+            raise ValueError("GOLDTRAIL_ORIGIN must be non-empty, with no spaces or '+'")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if not re.match(r"^https?://", value):
+            raise ValueError("GOLDTRAIL_PUBLIC_URL must start with http:// or https://")
+        return value.rstrip("/")

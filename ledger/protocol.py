@@ -1,0 +1,215 @@
+"""Canonical bytes, the strict JSON reader, event ids and Ed25519 signatures (PROTOCOL.md 1-2).
+
+Everything here works on bytes and plain JSON values; nothing reads a clock, a file or a
+global key. Canonical form is RFC 8785 (JCS), produced by the reference ``rfc8785`` package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+from typing import Any
+
+import nacl.bindings
+import nacl.exceptions
+import nacl.signing
+import rfc8785
+
+from ledger.errors import MalformedError, SchemaError, SignatureError
+
+MAX_SAFE_INTEGER = 2**53 - 1
+EVENT_DOMAIN = b"goldtrail/v1/event\n"
+
+JSON = Any  # a parsed JSON value: dict, list, str, int, bool or None
+
+
+# ---------------------------------------------------------------------------
+# Strict reading
+
+
+def _refuse_float(text: str) -> Any:
+    raise MalformedError(
+        f"The number {text} has a fraction or an exponent; goldtrail only accepts whole "
+        "numbers (masses in mg, money in minor units)."
+    )
+
+
+def _refuse_constant(text: str) -> Any:
+    raise MalformedError(f"{text} is not a number JSON allows; use whole numbers only.")
+
+
+def _checked_int(text: str) -> int:
+    value = int(text)
+    if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        raise MalformedError(
+            f"The integer {text} is out of range: integers must lie within ±(2^53 − 1)."
+        )
+    return value
+
+
+def _check_string(value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise MalformedError(
+            "The text holds an unpaired surrogate escape, which is not valid Unicode (not UTF-8)."
+        ) from e
+    if not unicodedata.is_normalized("NFC", value):
+        raise MalformedError(
+            f"The text {value[:40]!r} is not in Unicode NFC form; goldtrail never normalises "
+            "what a signer signed, so send it already normalised (non-NFC)."
+        )
+
+
+def _object_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise MalformedError(f"The key {key!r} appears twice in one object (duplicate key).")
+        if not key.isascii():
+            raise MalformedError(f"The key {key!r} has non-ASCII characters (non-ASCII key).")
+        _check_string(key)
+        if isinstance(value, str):
+            _check_string(value)
+        obj[key] = value
+    return obj
+
+
+def _check_strings_in_arrays(value: Any) -> None:
+    # Object values and keys are checked by the hook; strings inside arrays are not.
+    if isinstance(value, list):
+        for item in value:
+            if isinstance(item, str):
+                _check_string(item)
+            else:
+                _check_strings_in_arrays(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            if not isinstance(item, str):
+                _check_strings_in_arrays(item)
+
+
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_object_hook,
+    parse_float=_refuse_float,
+    parse_int=_checked_int,
+    parse_constant=_refuse_constant,
+)
+
+
+def parse_strict(data: bytes) -> JSON:
+    """Parse bytes as I-JSON with goldtrail's extra rules.
+
+    Raises MalformedError naming the check that failed: not UTF-8, not JSON, duplicate key,
+    float, integer range, non-NFC, non-ASCII key.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise MalformedError(
+            f"The request is not valid UTF-8 text (bad byte at position {e.start})."
+        ) from e
+    if text.startswith("\ufeff"):
+        raise MalformedError("The request starts with a byte-order mark; send plain UTF-8 JSON.")
+    try:
+        value = _DECODER.decode(text)
+    except json.JSONDecodeError as e:
+        raise MalformedError(
+            f"The request is not JSON: {e.msg} at line {e.lineno}, column {e.colno}."
+        ) from e
+    except RecursionError as e:
+        raise MalformedError("The request is not JSON we can read: it is nested too deeply.") from e
+    if isinstance(value, str):
+        _check_string(value)
+    else:
+        _check_strings_in_arrays(value)
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Canonical bytes and ids
+
+
+def canonical(value: JSON) -> bytes:
+    """Return the RFC 8785 canonical bytes of a JSON value.
+
+    Raises SchemaError if the value cannot be canonicalised (a float, an out-of-range
+    integer or a non-string key slipped through).
+    """
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as e:
+        raise SchemaError(f"This value cannot be written in canonical JSON: {e}.") from e
+
+
+def sha256(data: bytes) -> bytes:
+    """SHA-256 digest of ``data``."""
+    return hashlib.sha256(data).digest()
+
+
+def body_digest(body: JSON) -> bytes:
+    """SHA-256 of the canonical body (the raw 32 bytes behind the event id)."""
+    return sha256(canonical(body))
+
+
+def event_id(body: JSON) -> str:
+    """The event id: hex SHA-256 of the canonical body."""
+    return body_digest(body).hex()
+
+
+def signing_message(origin: str, digest: bytes) -> bytes:
+    """The message an actor signs: domain, origin and body digest, bound to one log."""
+    return EVENT_DOMAIN + origin.encode("utf-8") + b"\n" + digest
+
+
+# ---------------------------------------------------------------------------
+# Keys and signatures
+
+
+def is_valid_public_key(key: bytes) -> bool:
+    """True if ``key`` is a canonical encoding of a point of the prime-order subgroup."""
+    return len(key) == 32 and bool(nacl.bindings.crypto_core_ed25519_is_valid_point(key))
+
+
+def public_key_hex(signing_key: nacl.signing.SigningKey) -> str:
+    """Lowercase hex of a signing key's public key."""
+    return bytes(signing_key.verify_key).hex()
+
+
+def signing_key_from_seed(seed_hex: str) -> nacl.signing.SigningKey:
+    """An Ed25519 signing key from its 32-byte seed in hex.
+
+    Raises ValueError if the seed is not 64 hex characters.
+    """
+    seed = bytes.fromhex(seed_hex)
+    if len(seed) != 32:
+        raise ValueError("an Ed25519 seed is 32 bytes (64 hex characters)")
+    return nacl.signing.SigningKey(seed)
+
+
+def sign_body(body: JSON, signing_key: nacl.signing.SigningKey, origin: str) -> dict[str, Any]:
+    """Sign a body for the log ``origin`` and return the envelope."""
+    message = signing_message(origin, body_digest(body))
+    signature = signing_key.sign(message).signature
+    return {
+        "body": body,
+        "signature": {"key": public_key_hex(signing_key), "value": signature.hex()},
+    }
+
+
+def verify_signature(origin: str, digest: bytes, key_hex: str, signature_hex: str) -> None:
+    """Check an Ed25519 signature over the event message as strictly as libsodium does.
+
+    Raises SignatureError ``bad_signature`` when it does not verify.
+    """
+    try:
+        key = bytes.fromhex(key_hex)
+        signature = bytes.fromhex(signature_hex)
+        nacl.signing.VerifyKey(key).verify(signing_message(origin, digest), signature)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError) as e:
+        raise SignatureError(
+            "bad_signature",
+            "The signature does not match this event: it was changed after signing, signed "
+            "for another log, or signed with another key.",
+        ) from e
