@@ -47,9 +47,9 @@ async def read_batch(request: Request) -> list[Any]:
     if isinstance(events, list):
         for index, envelope in enumerate(events):
             if len(canonical(envelope)) > EVENT_LIMIT:
-                raise TooLargeError(
-                    f"Event {index} of the batch is over {EVENT_LIMIT} bytes."
-                ).at(index)
+                raise TooLargeError(f"Event {index} of the batch is over {EVENT_LIMIT} bytes.").at(
+                    index
+                )
     if not isinstance(data, dict) or set(data) != {"events"} or not isinstance(events, list):
         raise SchemaError('A batch must be a JSON object {"events": [envelopes...]}.')
     if not events:

@@ -81,7 +81,8 @@ def install_error_handlers(app: FastAPI) -> None:
             return problem(404, "not_found", f"There is nothing at {request.url.path}.")
         if exc.status_code == 405:
             return problem(
-                405, "method_not_allowed",
+                405,
+                "method_not_allowed",
                 f"{request.method} is not allowed on {request.url.path}.",
             )
         return problem(exc.status_code, "http_error", str(exc.detail))
@@ -97,6 +98,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return problem(
-            500, "internal",
+            500,
+            "internal",
             "Something went wrong on the server; nothing was changed. Please try again later.",
         )

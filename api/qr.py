@@ -10,9 +10,12 @@ import qrcode.constants
 import qrcode.image.svg
 from PIL import Image, ImageDraw, ImageFont
 
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
-         "fourteen fifteen sixteen seventeen eighteen nineteen").split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ONES = [
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen",
+]  # fmt: skip
+_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 _SCALES = ((10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (1000, "thousand"))
 
 
@@ -54,8 +57,10 @@ def number_in_words(n: int) -> str:
     for size, name in _SCALES:
         if n >= size:
             rest = n % size
-            return number_in_words(n // size) + f" {name}" + (
-                " " + number_in_words(rest) if rest else ""
+            return (
+                number_in_words(n // size)
+                + f" {name}"
+                + (" " + number_in_words(rest) if rest else "")
             )
     raise AssertionError("unreachable")
 

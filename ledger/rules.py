@@ -21,7 +21,7 @@ from ledger.errors import (
     SchemaError,
     SignatureError,
 )
-from ledger.events import FLAG_CLASS, parse_body
+from ledger.events import FLAG_CLASS, FlagCode, parse_body
 from ledger.protocol import canonical, sha256, verify_signature
 from ledger.state import (
     CUSTODY_ROLES,
@@ -38,13 +38,36 @@ from ledger.state import (
 )
 
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
-MERCURY_WORST = frozenset({"amalgamation_open", "whole_ore_amalgamation", "cyanide_on_mercury_tailings"})
+MERCURY_WORST = frozenset(
+    {"amalgamation_open", "whole_ore_amalgamation", "cyanide_on_mercury_tailings"}
+)
 OPEN_PROCESSES = frozenset({"splitting", "merging"})
 PROCESSING_ROLES = frozenset({"cooperative", "processor", "refiner"})
-SITE_FIELDS = ("site", "name", "operator", "country", "region", "location", "deposit",
-               "icglr_id", "licence")
-ASSESSMENT_FIELDS = frozenset({"v", "type", "actor", "time", "site", "status", "assessed_on",
-                               "valid_until", "cahra", "findings"})
+SITE_FIELDS = (
+    "site",
+    "name",
+    "operator",
+    "country",
+    "region",
+    "location",
+    "deposit",
+    "icglr_id",
+    "licence",
+)
+ASSESSMENT_FIELDS = frozenset(
+    {
+        "v",
+        "type",
+        "actor",
+        "time",
+        "site",
+        "status",
+        "assessed_on",
+        "valid_until",
+        "cahra",
+        "findings",
+    }
+)
 
 
 @dataclass
@@ -132,7 +155,9 @@ def admit(
     ``registrar_key`` is the key trusted for seq 0 (None: any self-registration, for a
     verifier without a pinned key); ``now`` enables the future-time rule (None skips it,
     as an import or a replay must); ``lenient`` tolerates what an offline bundle need not
-    contain (the recipient of an offer never accepted).
+    contain (the recipient of an offer never accepted) and skips the two checks that need
+    the whole log (``last_registrar``, ``holds_lots``): a verifier refuses only what it
+    can prove wrong.
     Raises a LedgerError subclass carrying the code of the first failed check.
     """
     body_dict, sig = split_envelope(envelope)
@@ -194,8 +219,12 @@ def _seq0_signer(body: dict[str, Any], key: str, registrar_key: str | None) -> A
             "with, and register that same key.",
         )
     return ActorState(
-        id=body["actor"], name=body["name"], roles=list(body["roles"]),
-        country=body["country"], registered_seq=0, registered_by=body["actor"],
+        id=body["actor"],
+        name=body["name"],
+        roles=list(body["roles"]),
+        country=body["country"],
+        registered_seq=0,
+        registered_by=body["actor"],
         updated_seq=0,
     )
 
@@ -348,7 +377,7 @@ def _check_not_on_hold(lot: LotState) -> None:
 
 def _raise_flag(lot: LotState, flag_id: str, code: str) -> None:
     if lot.flag(flag_id) is None:
-        lot.flags.append(FlagState(id=flag_id, code=code, **{"class": FLAG_CLASS[code]}))
+        lot.flags.append(FlagState(id=flag_id, code=code, **{"class": FLAG_CLASS[FlagCode(code)]}))
 
 
 def _discrepant(new: int, mass: int) -> bool:
@@ -382,10 +411,17 @@ def _actor_registered(state: StagedState, ev: _Event, lenient: bool) -> None:
     if "lot_prefix" in b:
         _check_prefix_free(state, b["lot_prefix"])
     actor = ActorState(
-        id=b["subject"], name=b["name"], roles=list(b["roles"]), country=b["country"],
-        lot_prefix=b.get("lot_prefix"), licence=b.get("licence"), profile=b.get("profile"),
+        id=b["subject"],
+        name=b["name"],
+        roles=list(b["roles"]),
+        country=b["country"],
+        lot_prefix=b.get("lot_prefix"),
+        licence=b.get("licence"),
+        profile=b.get("profile"),
         keys=[KeyRecord(key=b["key"], since_seq=ev.seq, since_event=ev.id, since_time=b["time"])],
-        registered_seq=ev.seq, registered_by=b["actor"], updated_seq=ev.seq,
+        registered_seq=ev.seq,
+        registered_by=b["actor"],
+        updated_seq=ev.seq,
     )
     state.put_actor(actor)
     state.claim_key(b["key"], actor.id)
@@ -418,7 +454,9 @@ def _actor_updated(state: StagedState, ev: _Event, lenient: bool) -> None:
                 "Only a registrar may update an actor; an actor may update its own profile only.",
             )
     if subject.status != "active":
-        raise ForbiddenError("actor_revoked", f"'{subject.id}' has been revoked and cannot be updated.")
+        raise ForbiddenError(
+            "actor_revoked", f"'{subject.id}' has been revoked and cannot be updated."
+        )
     new_roles = list(b["roles"]) if "roles" in b else subject.roles
     first_custody = (
         "roles" in b and subject.lot_prefix is None and bool(CUSTODY_ROLES.intersection(new_roles))
@@ -434,7 +472,7 @@ def _actor_updated(state: StagedState, ev: _Event, lenient: bool) -> None:
         )
     if "lot_prefix" in b:
         _check_prefix_free(state, b["lot_prefix"])
-    if "roles" in b:
+    if "roles" in b and not lenient:
         if (
             "registrar" in subject.roles
             and "registrar" not in new_roles
@@ -465,7 +503,9 @@ def _actor_key_rotated(state: StagedState, ev: _Event, lenient: bool) -> None:
     if ev.signer.id != subject.id:
         _require_role(ev.signer, ["registrar"], "rotate another actor's key")
     if subject.status != "active":
-        raise ForbiddenError("actor_revoked", f"'{subject.id}' has been revoked; its key cannot change.")
+        raise ForbiddenError(
+            "actor_revoked", f"'{subject.id}' has been revoked; its key cannot change."
+        )
     _check_key_free(state, b["key"])
     current = subject.current_key()
     if current is not None:
@@ -485,7 +525,7 @@ def _actor_revoked(state: StagedState, ev: _Event, lenient: bool) -> None:
     _require_role(ev.signer, ["registrar"], "revoke actors")
     if subject.status != "active":
         raise ForbiddenError("actor_revoked", f"'{subject.id}' is already revoked.")
-    if "registrar" in subject.roles and state.active_registrars() == [subject.id]:
+    if not lenient and "registrar" in subject.roles and state.active_registrars() == [subject.id]:
         raise ConflictError(
             "last_registrar", f"'{subject.id}' is the last active registrar and cannot be revoked."
         )
@@ -504,7 +544,9 @@ def _site_registered(state: StagedState, ev: _Event, lenient: bool) -> None:
     operator = _need_actor(state, b["operator"])
     _require_role(ev.signer, ["registrar"], "register sites")
     if operator.status != "active":
-        raise ForbiddenError("actor_revoked", f"'{operator.id}' has been revoked and cannot operate a site.")
+        raise ForbiddenError(
+            "actor_revoked", f"'{operator.id}' has been revoked and cannot operate a site."
+        )
     if "cooperative" not in operator.roles:
         raise ForbiddenError(
             "forbidden_role", f"'{operator.id}' cannot operate a site: it is not a cooperative."
@@ -521,8 +563,14 @@ def _site_assessed(state: StagedState, ev: _Event, lenient: bool) -> None:
     site = _need_site(state, b["site"])
     _require_role(ev.signer, ["registrar", "auditor"], "assess sites")
     site.assessment = Assessment(
-        event_id=ev.id, seq=ev.seq, time=b["time"], actor=b["actor"], status=b["status"],
-        assessed_on=b["assessed_on"], valid_until=b["valid_until"], cahra=b.get("cahra"),
+        event_id=ev.id,
+        seq=ev.seq,
+        time=b["time"],
+        actor=b["actor"],
+        status=b["status"],
+        assessed_on=b["assessed_on"],
+        valid_until=b["valid_until"],
+        cahra=b.get("cahra"),
         findings=list(b.get("findings", [])),
         indicators={k: v for k, v in b.items() if k not in ASSESSMENT_FIELDS},
     )
@@ -557,13 +605,26 @@ def _lot_registered(state: StagedState, ev: _Event, lenient: bool) -> None:
     fine = b["mass_mg"] * b["fineness_ppm"]
     payment = b.get("payment")
     lot = LotState(
-        lot=b["lot"], custodian=ev.signer.id, mass_mg=b["mass_mg"],
-        fineness_ppm=b["fineness_ppm"], form=b["form"], head=ev.id, origins=[site.id],
-        origin_lots=[b["lot"]], created_seq=ev.seq, created_event=ev.id,
+        lot=b["lot"],
+        custodian=ev.signer.id,
+        mass_mg=b["mass_mg"],
+        fineness_ppm=b["fineness_ppm"],
+        form=b["form"],
+        head=ev.id,
+        origins=[site.id],
+        origin_lots=[b["lot"]],
+        created_seq=ev.seq,
+        created_event=ev.id,
         registration=Registration(
-            event_id=ev.id, site=site.id, women=producers["women"], men=producers["men"],
-            women_led=producers.get("women_led", False), fine_product=fine,
-            payment=None if payment is None else {
+            event_id=ev.id,
+            site=site.id,
+            women=producers["women"],
+            men=producers["men"],
+            women_led=producers.get("women_led", False),
+            fine_product=fine,
+            payment=None
+            if payment is None
+            else {
                 "currency": payment["total"]["currency"],
                 "total": payment["total"]["amount_minor"],
                 "to_women": payment["to_women"]["amount_minor"],
@@ -583,7 +644,9 @@ def _lot_registered(state: StagedState, ev: _Event, lenient: bool) -> None:
     if decl["security_forces"] in ("illegal_taxation", "control"):
         codes.append("security_forces_illegal")
     extracted = b["extracted"]
-    days = (dt.date.fromisoformat(extracted["to"]) - dt.date.fromisoformat(extracted["from"])).days + 1
+    days = (
+        dt.date.fromisoformat(extracted["to"]) - dt.date.fromisoformat(extracted["from"])
+    ).days + 1
     if fine > 4_000 * 10**6 * (producers["women"] + producers["men"]) * days:
         codes.append("implausible_volume")
     if b["recovery"] in MERCURY_WORST:
@@ -711,7 +774,9 @@ def _lot_processed(state: StagedState, ev: _Event, lenient: bool) -> None:
         _check_not_on_hold(lot)
     for out in b["outputs"]:
         if state.lot(out["lot"]) is not None:
-            raise ConflictError("duplicate_lot", f"The lot id '{out['lot']}' has already been used.")
+            raise ConflictError(
+                "duplicate_lot", f"The lot id '{out['lot']}' has already been used."
+            )
     mass_in = sum(lot.mass_mg for lot in inputs)
     mass_out = sum(out["mass_mg"] for out in b["outputs"])
     if mass_out > mass_in:
@@ -740,8 +805,9 @@ def _lot_processed(state: StagedState, ev: _Event, lenient: bool) -> None:
                 inherited[flag.id] = flag
     if b["process"] in MERCURY_WORST:
         code = "mercury_worst_practice"
-        inherited[f"{ev.id}/{code}"] = FlagState(id=f"{ev.id}/{code}", code=code,
-                                                 **{"class": FLAG_CLASS[code]})
+        inherited[f"{ev.id}/{code}"] = FlagState(
+            id=f"{ev.id}/{code}", code=code, **{"class": FLAG_CLASS[FlagCode(code)]}
+        )
     destinations = {lot.destination for lot in inputs}
     destination = destinations.pop() if len(destinations) == 1 else None
     origins = sorted({site for lot in inputs for site in lot.origins})
@@ -752,13 +818,23 @@ def _lot_processed(state: StagedState, ev: _Event, lenient: bool) -> None:
         lot.offer = None
         _advance(state, lot, ev)
     for out in b["outputs"]:
-        state.put_lot(LotState(
-            lot=out["lot"], custodian=ev.signer.id, mass_mg=out["mass_mg"],
-            fineness_ppm=out["fineness_ppm"], form=out["form"], bar=out.get("bar"), head=ev.id,
-            origins=origins, origin_lots=origin_lots,
-            flags=[f.model_copy() for f in inherited.values()], destination=destination,
-            created_seq=ev.seq, created_event=ev.id,
-        ))
+        state.put_lot(
+            LotState(
+                lot=out["lot"],
+                custodian=ev.signer.id,
+                mass_mg=out["mass_mg"],
+                fineness_ppm=out["fineness_ppm"],
+                form=out["form"],
+                bar=out.get("bar"),
+                head=ev.id,
+                origins=origins,
+                origin_lots=origin_lots,
+                flags=[f.model_copy() for f in inherited.values()],
+                destination=destination,
+                created_seq=ev.seq,
+                created_event=ev.id,
+            )
+        )
     _adjust_held(state, ev.signer.id, len(b["outputs"]) - len(inputs))
 
 
@@ -823,7 +899,9 @@ def _lot_flag_resolved(state: StagedState, ev: _Event, lenient: bool) -> None:
     _require_role(ev.signer, ["auditor", "registrar"], "resolve flags")
     _check_not_consumed(lot)
     if flag.status != "open":
-        raise ConflictError("flag_not_open", f"Flag {flag.code} of lot '{lot.lot}' is already resolved.")
+        raise ConflictError(
+            "flag_not_open", f"Flag {flag.code} of lot '{lot.lot}' is already resolved."
+        )
     flag.status = "resolved"
     flag.outcome = b["outcome"]
     _advance(state, lot, ev)

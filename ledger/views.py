@@ -73,7 +73,9 @@ def site_view(site: SiteState, today: dt.date) -> dict[str, Any]:
         "icglr_id": site.icglr_id,
         "licence": site.licence,
         "status": site.status_on(today),
-        "assessment": None if a is None else {
+        "assessment": None
+        if a is None
+        else {
             "event_id": a.event_id,
             "status": a.status,
             "assessed_on": a.assessed_on,

@@ -1,0 +1,348 @@
+"""Offline verification of a provenance bundle (PROTOCOL.md section 7).
+
+Its only inputs are the bundle's bytes, the log's verifier key the buyer trusts and,
+optionally, a pinned registrar key. Flags, risk, origins and the gender summary are
+recomputed by replaying the rules over the bundle's events, never copied from a server.
+Nothing is "mostly verified": any failure makes the verdict false.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger.checkpoint import Checkpoint, open_checkpoint
+from ledger.errors import LedgerError, MalformedError, VerificationError
+from ledger.merkle import leaf_hash, verify_inclusion
+from ledger.protocol import canonical, event_id, parse_strict
+from ledger.replay import MemoryLedger
+from ledger.state import LotState, MemoryState
+from ledger.views import lot_view
+
+BUNDLE_FORMAT = "goldtrail-bundle/1"
+
+
+@dataclass
+class Failure:
+    """One thing that did not verify, with the entry it concerns (if any)."""
+
+    reason: str
+    seq: int | None = None
+    event_id: str | None = None
+
+    def __str__(self) -> str:
+        where = f"entry seq {self.seq}" if self.seq is not None else "bundle"
+        if self.event_id:
+            where += f" (event {self.event_id[:12]}…)"
+        return f"{where}: {self.reason}"
+
+
+@dataclass
+class TimelineItem:
+    """One event of the lot's provenance, in log order."""
+
+    seq: int
+    event_id: str
+    time: str
+    type: str
+    actor: str
+    actor_name: str
+    lots: list[str]
+    on_own_chain: bool
+
+
+@dataclass
+class Report:
+    """The verdict on a bundle and what was recomputed from it."""
+
+    ok: bool
+    lot: str | None
+    head: str | None
+    label_at: str | None
+    failures: list[Failure] = field(default_factory=list)
+    origin: str | None = None
+    checkpoint_size: int | None = None
+    state: dict[str, Any] | None = None
+    timeline: list[TimelineItem] = field(default_factory=list)
+    after_label: list[TimelineItem] = field(default_factory=list)
+    sites: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain JSON."""
+        return {
+            "ok": self.ok,
+            "lot": self.lot,
+            "head": self.head,
+            "label_at": self.label_at,
+            "origin": self.origin,
+            "checkpoint_size": self.checkpoint_size,
+            "failures": [
+                {"seq": f.seq, "event_id": f.event_id, "reason": f.reason} for f in self.failures
+            ],
+            "state": self.state,
+            "timeline": [vars(t) for t in self.timeline],
+            "after_label": [vars(t) for t in self.after_label],
+            "sites": self.sites,
+        }
+
+
+def verify_bundle(
+    bundle: bytes | dict[str, Any], log_key: str, registrar_key: str | None = None
+) -> Report:
+    """Verify a bundle against the trusted log verifier key and an optional registrar key.
+
+    Never raises for a bad bundle: every problem is a Failure in the returned Report.
+    """
+    try:
+        data = parse_strict(bundle) if isinstance(bundle, bytes) else bundle
+    except MalformedError as e:
+        return Report(
+            False, None, None, None, [Failure(f"the bundle is not valid JSON: {e.detail}")]
+        )
+    if not isinstance(data, dict):
+        return Report(False, None, None, None, [Failure("the bundle is not a JSON object")])
+    report = Report(
+        ok=False,
+        lot=_str(data.get("lot")),
+        head=_str(data.get("head")),
+        label_at=_str(data.get("label_at")),
+    )
+    with contextlib.suppress(_Stop):
+        _verify(data, log_key, registrar_key, report)
+    report.ok = not report.failures
+    return report
+
+
+class _Stop(Exception):
+    """Verification cannot go on; the failure is already recorded."""
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _fail(report: Report, reason: str, seq: int | None = None, eid: str | None = None) -> None:
+    report.failures.append(Failure(reason, seq, eid))
+
+
+def _verify(data: dict[str, Any], log_key: str, registrar_key: str | None, report: Report) -> None:
+    if data.get("format") != BUNDLE_FORMAT:
+        _fail(report, f"unknown bundle format {data.get('format')!r}, expected {BUNDLE_FORMAT}")
+        raise _Stop
+    if report.lot is None or report.head is None:
+        _fail(report, "the bundle does not name its lot and head")
+        raise _Stop
+
+    # 1. the checkpoint, opened with the key the buyer trusts
+    try:
+        checkpoint = open_checkpoint(str(data.get("checkpoint", "")), log_key)
+    except VerificationError as e:
+        _fail(report, f"the checkpoint does not verify with the trusted log key: {e.detail}")
+        raise _Stop from e
+    report.origin, report.checkpoint_size = checkpoint.origin, checkpoint.size
+    log = data.get("log") if isinstance(data.get("log"), dict) else {}
+    assert isinstance(log, dict)
+    if log.get("origin") != checkpoint.origin:
+        _fail(
+            report,
+            f"the bundle's origin {log.get('origin')!r} is not the checkpoint's "
+            f"{checkpoint.origin!r}",
+        )
+
+    # 2. every entry's inclusion proof
+    entries = _entries(data, checkpoint, report)
+
+    # 3 and 4. signatures, keys rooted at seq 0, and every rule, by replaying the entries
+    if not entries or entries[0][0] != 0:
+        _fail(report, "the bundle does not start with the registrar's self-registration at seq 0")
+        raise _Stop
+    seq0_key = entries[0][1]["signature"]["key"]
+    if registrar_key is not None and seq0_key != registrar_key:
+        _fail(
+            report,
+            f"the registrar at seq 0 signs with {seq0_key[:16]}…, not the pinned "
+            f"registrar key {registrar_key[:16]}…",
+            0,
+            entries[0][2],
+        )
+    if log.get("registrar_key") not in (None, seq0_key):
+        _fail(report, "the bundle's registrar_key is not the key of seq 0")
+    replay = MemoryLedger(checkpoint.origin, registrar_key or seq0_key, lenient=True)
+    by_id: dict[str, tuple[int, dict[str, Any]]] = {}
+    for seq, envelope, eid in entries:
+        try:
+            replay.append(envelope)
+        except LedgerError as e:
+            _fail(report, f"refused by the rules ({e.code}): {e.detail}", seq, eid)
+            raise _Stop from e
+        by_id[eid] = (seq, envelope["body"])
+
+    # 4. the provenance graph from head is complete back to registrations
+    lot = replay.state.lots.get(report.lot)
+    if lot is None:
+        _fail(report, f"the bundle holds no event creating lot {report.lot}")
+        raise _Stop
+    if lot.head != report.head:
+        _fail(
+            report,
+            f"the lot's last event in the bundle is {lot.head[:12]}…, not the "
+            f"bundle's head {report.head[:12]}…",
+        )
+    ancestry = _ancestry(report.head, by_id, report)
+    own_chain = _own_chain(report.lot, report.head, by_id)
+    if report.label_at is not None and report.label_at not in own_chain:
+        _fail(report, f"the label's event {report.label_at[:12]}… is not on the lot's own chain")
+    if report.failures:
+        raise _Stop
+
+    # 5. what the buyer is shown, recomputed from the replay
+    report.state = lot_view(replay.state, lot)
+    report.timeline = [
+        _timeline_item(replay.state, eid, by_id, eid in own_chain)
+        for eid in sorted(ancestry, key=lambda e: by_id[e][0])
+    ]
+    if report.label_at is not None:
+        label_seq = by_id[report.label_at][0]
+        report.after_label = [t for t in report.timeline if t.on_own_chain and t.seq > label_seq]
+    report.sites = _origin_sites(replay.state, lot)
+
+
+def _entries(
+    data: dict[str, Any], checkpoint: Checkpoint, report: Report
+) -> list[tuple[int, dict[str, Any], str]]:
+    raw = data.get("entries")
+    if not isinstance(raw, list):
+        _fail(report, "the bundle has no list of entries")
+        raise _Stop
+    out: list[tuple[int, dict[str, Any], str]] = []
+    last = -1
+    for item in raw:
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("seq"), int)
+            and isinstance(item.get("envelope"), dict)
+            and isinstance(item.get("proof"), list)
+        ):
+            _fail(report, "an entry is not {seq, envelope, proof}")
+            raise _Stop
+        seq, envelope = item["seq"], item["envelope"]
+        body = envelope.get("body")
+        eid = event_id(body) if isinstance(body, dict) else None
+        if seq <= last:
+            _fail(report, "entries are not sorted by seq, each once", seq, eid)
+        last = max(last, seq)
+        if not 0 <= seq < checkpoint.size:
+            _fail(
+                report,
+                f"seq {seq} is outside the checkpoint's tree of size {checkpoint.size}",
+                seq,
+                eid,
+            )
+            continue
+        try:
+            proof = [bytes.fromhex(h) for h in item["proof"]]
+            verify_inclusion(
+                leaf_hash(canonical(envelope)), seq, checkpoint.size, proof, checkpoint.root
+            )
+        except (ValueError, TypeError, LedgerError) as e:
+            reason = e.detail if isinstance(e, LedgerError) else str(e)
+            _fail(report, f"the inclusion proof does not match the checkpoint: {reason}", seq, eid)
+            continue
+        if eid is None:
+            _fail(report, "the entry has no body", seq)
+            continue
+        out.append((seq, envelope, eid))
+    if report.failures:
+        raise _Stop
+    return out
+
+
+def _links(body: dict[str, Any]) -> list[str]:
+    links = [body["prev"]] if "prev" in body else []
+    links += [item["prev"] for item in body.get("inputs", [])]
+    return links
+
+
+def _ancestry(head: str, by_id: dict[str, tuple[int, dict[str, Any]]], report: Report) -> set[str]:
+    seen: set[str] = set()
+    todo = [head]
+    while todo:
+        eid = todo.pop()
+        if eid in seen:
+            continue
+        if eid not in by_id:
+            _fail(report, f"the provenance is incomplete: event {eid[:12]}… is missing", None, eid)
+            continue
+        seen.add(eid)
+        todo.extend(_links(by_id[eid][1]))
+    return seen
+
+
+def _own_chain(lot: str, head: str, by_id: dict[str, tuple[int, dict[str, Any]]]) -> list[str]:
+    chain: list[str] = []
+    current: str | None = head
+    while current is not None and current in by_id:
+        chain.append(current)
+        body = by_id[current][1]
+        current = None
+        if body.get("lot") == lot and "prev" in body:
+            current = body["prev"]
+        for item in body.get("inputs", []):
+            if item["lot"] == lot:
+                current = item["prev"]
+    return chain
+
+
+def _timeline_item(
+    state: MemoryState, eid: str, by_id: dict[str, tuple[int, dict[str, Any]]], own: bool
+) -> TimelineItem:
+    seq, body = by_id[eid]
+    actor = state.actors.get(body["actor"])
+    lots = [body["lot"]] if "lot" in body else []
+    lots += [i["lot"] for i in body.get("inputs", [])] + [o["lot"] for o in body.get("outputs", [])]
+    return TimelineItem(
+        seq=seq,
+        event_id=eid,
+        time=body["time"],
+        type=body["type"],
+        actor=body["actor"],
+        actor_name=actor.name if actor is not None else body["actor"],
+        lots=lots,
+        on_own_chain=own,
+    )
+
+
+def _origin_sites(state: MemoryState, lot: LotState) -> list[dict[str, Any]]:
+    sites = []
+    for site_id in sorted(lot.origins):
+        site = state.sites.get(site_id)
+        if site is None:
+            continue
+        registrations = [
+            o.registration
+            for o in state.lots_of(lot.origin_lots)
+            if o.registration is not None and o.registration.site == site_id
+        ]
+        operator = state.actors.get(site.operator)
+        sites.append(
+            {
+                "id": site.id,
+                "name": site.name,
+                "country": site.country,
+                "region": site.region,
+                "operator": site.operator,
+                "operator_name": operator.name if operator is not None else site.operator,
+                "status": site.assessment.status if site.assessment is not None else "blue",
+                "assessment": None
+                if site.assessment is None
+                else {
+                    "status": site.assessment.status,
+                    "assessed_on": site.assessment.assessed_on,
+                    "valid_until": site.assessment.valid_until,
+                    "cahra": site.assessment.cahra,
+                },
+                "registrations": len(registrations),
+            }
+        )
+    return sites
