@@ -57,7 +57,10 @@ def problem(
     if index is not None:
         body["index"] = index
     body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_TYPE)
+    # the header lets the metrics middleware count refusals by code without parsing bodies
+    return JSONResponse(
+        body, status_code=status, media_type=PROBLEM_TYPE, headers={"x-goldtrail-code": code}
+    )
 
 
 def ledger_problem(error: LedgerError) -> JSONResponse:

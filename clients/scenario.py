@@ -23,11 +23,21 @@ from ledger.protocol import public_key_hex, sign_body
 #: given a lot id, its current state as the API shows it (``head``, ``offer``, ``flags``)
 LotLookup = Callable[[str], dict[str, Any]]
 
-PREV_TYPES = frozenset({
-    "lot.transfer_offered", "lot.transfer_accepted", "lot.transfer_rejected",
-    "lot.transfer_cancelled", "lot.assayed", "lot.exported", "lot.flagged", "lot.flag_resolved",
-})
-ANSWER_TYPES = frozenset({"lot.transfer_accepted", "lot.transfer_rejected", "lot.transfer_cancelled"})
+PREV_TYPES = frozenset(
+    {
+        "lot.transfer_offered",
+        "lot.transfer_accepted",
+        "lot.transfer_rejected",
+        "lot.transfer_cancelled",
+        "lot.assayed",
+        "lot.exported",
+        "lot.flagged",
+        "lot.flag_resolved",
+    }
+)
+ANSWER_TYPES = frozenset(
+    {"lot.transfer_accepted", "lot.transfer_rejected", "lot.transfer_cancelled"}
+)
 _FLAG_PLACEHOLDER = re.compile(r"^<id of ([a-z_]+)>$")
 
 
@@ -53,7 +63,9 @@ class ScenarioPlayer:
     first_registrar_key: nacl.signing.SigningKey | None = None
     rename: Callable[[str, str], str] = lambda kind, value: value
 
-    def envelopes(self, events: list[dict[str, Any]], lookup: LotLookup) -> Iterator[dict[str, Any]]:
+    def envelopes(
+        self, events: list[dict[str, Any]], lookup: LotLookup
+    ) -> Iterator[dict[str, Any]]:
         """Yield each event's envelope; call ``lookup`` lazily, after earlier ones landed."""
         for raw in events:
             yield self.envelope(raw, lookup)
@@ -64,8 +76,10 @@ class ScenarioPlayer:
         body["v"] = 1
         if body.get("key") == "<generated>":
             subject = body["subject"]
-            if body["type"] == "actor.registered" and subject == body["actor"] and (
-                self.first_registrar_key is not None and subject not in self.keys
+            if (
+                body["type"] == "actor.registered"
+                and subject == body["actor"]
+                and (self.first_registrar_key is not None and subject not in self.keys)
             ):
                 key = self.first_registrar_key
             else:

@@ -692,6 +692,9 @@ def _answer(state: StagedState, ev: _Event, *, by_recipient: bool) -> LotState:
     if offer_event is None:
         raise NotFoundError("unknown_event", f"There is no event {b['offer'][:12]}… in this log.")
     _check_prev(lot, b["prev"])
+    if by_recipient and ev.body["type"] == "lot.transfer_accepted":
+        # only custody roles may hold lots: the recipient may have lost them since the offer
+        _require_role(ev.signer, CUSTODY_ROLES, "take custody of lots")
     offer_body = offer_event.body
     if offer_body.get("type") == "lot.transfer_offered" and offer_body.get("lot") == lot.lot:
         if by_recipient and offer_body["to"] != ev.signer.id:

@@ -9,6 +9,7 @@ Nothing is "mostly verified": any failure makes the verdict false.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +131,9 @@ def _verify(data: dict[str, Any], log_key: str, registrar_key: str | None, repor
     if data.get("format") != BUNDLE_FORMAT:
         _fail(report, f"unknown bundle format {data.get('format')!r}, expected {BUNDLE_FORMAT}")
         raise _Stop
+    if data.get("label_at") is not None and report.label_at is None:
+        _fail(report, "the bundle's label_at is neither an event id nor null")
+        raise _Stop
     if report.lot is None or report.head is None:
         _fail(report, "the bundle does not name its lot and head")
         raise _Stop
@@ -205,7 +209,7 @@ def _verify(data: dict[str, Any], log_key: str, registrar_key: str | None, repor
     if report.label_at is not None:
         label_seq = by_id[report.label_at][0]
         report.after_label = [t for t in report.timeline if t.on_own_chain and t.seq > label_seq]
-    report.sites = _origin_sites(replay.state, lot)
+    report.sites = _origin_sites(replay.state, lot, by_id)
 
 
 def _entries(
@@ -313,7 +317,9 @@ def _timeline_item(
     )
 
 
-def _origin_sites(state: MemoryState, lot: LotState) -> list[dict[str, Any]]:
+def _origin_sites(
+    state: MemoryState, lot: LotState, by_id: dict[str, tuple[int, dict[str, Any]]]
+) -> list[dict[str, Any]]:
     sites = []
     for site_id in sorted(lot.origins):
         site = state.sites.get(site_id)
@@ -325,6 +331,9 @@ def _origin_sites(state: MemoryState, lot: LotState) -> list[dict[str, Any]]:
             if o.registration is not None and o.registration.site == site_id
         ]
         operator = state.actors.get(site.operator)
+        # the colour the gold was registered under: expiry turns green or yellow to blue
+        days = [by_id[r.event_id][1]["time"][:10] for r in registrations if r.event_id in by_id]
+        status = site.status_on(dt.date.fromisoformat(max(days))) if days else "blue"
         sites.append(
             {
                 "id": site.id,
@@ -333,7 +342,7 @@ def _origin_sites(state: MemoryState, lot: LotState) -> list[dict[str, Any]]:
                 "region": site.region,
                 "operator": site.operator,
                 "operator_name": operator.name if operator is not None else site.operator,
-                "status": site.assessment.status if site.assessment is not None else "blue",
+                "status": status,
                 "assessment": None
                 if site.assessment is None
                 else {

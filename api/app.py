@@ -1,0 +1,432 @@
+"""The FastAPI application: thin routes over ``ledger`` (PROTOCOL.md sections 6 and 7)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
+
+from api import schemas
+from api.body import BATCH_LIMIT, EVENT_LIMIT, read_batch, read_event
+from api.errors import PROBLEM_TYPE, install_error_handlers
+from api.observability import install_observability
+from api.qr import label_png, label_url, qr_png, qr_svg
+from api.runtime import Runtime
+from api.settings import Settings
+from ledger.errors import NotFoundError
+from ledger.protocol import canonical
+
+ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 422)
+LIMIT_DEFAULT, LIMIT_MAX = 100, 1000
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+def _problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        status: {
+            "model": schemas.Problem,
+            "content": {PROBLEM_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            "description": "A problem (RFC 9457) with a machine `code`.",
+        }
+        for status in statuses
+    }
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(_runtime)]
+Limit = Annotated[int, Query(ge=1, description="page size (default 100, capped at 1000)")]
+Cursor = Annotated[str | None, Query(max_length=200, description="from the previous `next`")]
+
+
+def _limit(limit: int | None) -> int:
+    return min(limit or LIMIT_DEFAULT, LIMIT_MAX)
+
+
+def _event_body_doc(model: type[schemas.BaseModel], limit: int) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "description": f"At most {limit} bytes; parsed as strict I-JSON.",
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+            },
+        }
+    }
+
+
+router = APIRouter(prefix="/v1")
+
+
+@router.post(
+    "/events",
+    name="append_event",
+    status_code=201,
+    response_model=schemas.Receipt,
+    responses={
+        200: {
+            "model": schemas.Receipt,
+            "description": "Already logged: the receipt as first issued.",
+        },
+        **_problem_responses(*ERROR_STATUSES),
+    },
+    openapi_extra=_event_body_doc(schemas.Envelope, EVENT_LIMIT),
+    summary="Append one signed event",
+)
+async def append_event(request: Request, runtime: RuntimeDep) -> JSONResponse:
+    """Append one envelope; 201 with its receipt, 200 with the original one if already logged."""
+    envelope = await read_event(request)
+    result = runtime.append([envelope], batch=False)
+    return JSONResponse(result.receipts[0], status_code=201 if result.created else 200)
+
+
+@router.post(
+    "/events/batch",
+    name="append_batch",
+    status_code=201,
+    response_model=schemas.BatchReceipts,
+    responses={
+        200: {"model": schemas.BatchReceipts, "description": "Every event was already logged."},
+        **_problem_responses(*ERROR_STATUSES),
+    },
+    openapi_extra=_event_body_doc(schemas.Batch, BATCH_LIMIT),
+    summary="Append up to 1000 events, all or nothing",
+)
+async def append_batch(request: Request, runtime: RuntimeDep) -> JSONResponse:
+    """Append envelopes in order in one transaction; errors name the failing ``index``."""
+    envelopes = await read_batch(request)
+    result = runtime.append(envelopes, batch=True)
+    return JSONResponse(
+        {"receipts": result.receipts, "checkpoint": result.checkpoint},
+        status_code=201 if result.created else 200,
+    )
+
+
+@router.get(
+    "/events/{event_id}",
+    name="get_event",
+    response_model=schemas.EventEntry,
+    responses=_problem_responses(404, 422),
+)
+def get_event(event_id: str, runtime: RuntimeDep) -> dict[str, Any]:
+    """One logged event with its place in the log."""
+    entry = runtime.ledger.entry_by_id(event_id)
+    if entry is None:
+        raise NotFoundError("unknown_event", f"There is no event {event_id[:16]} in this log.")
+    return entry
+
+
+@router.get("/log", name="get_log", response_model=schemas.LogInfo)
+def get_log(runtime: RuntimeDep) -> dict[str, Any]:
+    """The log's origin, verifier key, registrar key, size and root."""
+    return runtime.ledger.log_info()
+
+
+@router.get(
+    "/log/checkpoint",
+    name="get_checkpoint",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "The latest signed checkpoint (C2SP signed note).",
+        }
+    },
+)
+def get_checkpoint(runtime: RuntimeDep) -> Response:
+    """The latest signed checkpoint as a C2SP signed note."""
+    return Response(runtime.ledger.latest_checkpoint(), media_type="text/plain; charset=utf-8")
+
+
+@router.get(
+    "/log/entries",
+    name="list_entries",
+    response_model=schemas.EntryPage,
+    responses=_problem_responses(422),
+)
+def list_entries(
+    runtime: RuntimeDep,
+    start: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = LIMIT_DEFAULT,
+) -> dict[str, Any]:
+    """Log entries from ``start``, oldest first."""
+    items, next_start = runtime.ledger.entries(start, _limit(limit))
+    return {"items": items, "next": next_start}
+
+
+@router.get(
+    "/log/proof/inclusion",
+    name="inclusion_proof",
+    response_model=schemas.InclusionProof,
+    responses=_problem_responses(422),
+)
+def inclusion_proof(
+    runtime: RuntimeDep,
+    index: Annotated[int, Query(ge=0)],
+    size: Annotated[int, Query(ge=1)],
+) -> dict[str, Any]:
+    """The audit path of entry ``index`` in the tree of ``size`` entries."""
+    proof = runtime.ledger.inclusion_proof(index, size)
+    return {"index": index, "size": size, "proof": [h.hex() for h in proof]}
+
+
+@router.get(
+    "/log/proof/consistency",
+    name="consistency_proof",
+    response_model=schemas.ConsistencyProof,
+    responses=_problem_responses(422),
+)
+def consistency_proof(
+    runtime: RuntimeDep,
+    first: Annotated[int, Query(ge=1)],
+    second: Annotated[int, Query(ge=1)],
+) -> dict[str, Any]:
+    """The consistency proof between trees of ``first`` and ``second`` entries."""
+    proof = runtime.ledger.consistency_proof(first, second)
+    return {"first": first, "second": second, "proof": [h.hex() for h in proof]}
+
+
+@router.get(
+    "/actors",
+    name="list_actors",
+    response_model=schemas.ActorPage,
+    responses=_problem_responses(422),
+)
+def list_actors(
+    runtime: RuntimeDep, limit: Limit = LIMIT_DEFAULT, cursor: Cursor = None
+) -> dict[str, Any]:
+    """Actors, oldest first."""
+    items, nxt = runtime.ledger.actors(cursor=cursor, limit=_limit(limit))
+    return {"items": items, "next": nxt}
+
+
+@router.get(
+    "/actors/{actor_id}",
+    name="get_actor",
+    response_model=schemas.Actor,
+    responses=_problem_responses(404),
+)
+def get_actor(actor_id: str, runtime: RuntimeDep) -> dict[str, Any]:
+    """One actor with its roles, keys and their history, licence, profile and status."""
+    actor = runtime.ledger.actor(actor_id)
+    if actor is None:
+        raise NotFoundError("unknown_actor", f"There is no actor '{actor_id}' in this log.")
+    return actor
+
+
+@router.get(
+    "/sites", name="list_sites", response_model=schemas.SitePage, responses=_problem_responses(422)
+)
+def list_sites(
+    runtime: RuntimeDep, limit: Limit = LIMIT_DEFAULT, cursor: Cursor = None
+) -> dict[str, Any]:
+    """Sites with their current status, oldest first."""
+    items, nxt = runtime.ledger.sites(cursor=cursor, limit=_limit(limit), today=runtime.today())
+    return {"items": items, "next": nxt}
+
+
+@router.get(
+    "/sites/{site_id}",
+    name="get_site",
+    response_model=schemas.Site,
+    responses=_problem_responses(404),
+)
+def get_site(site_id: str, runtime: RuntimeDep) -> dict[str, Any]:
+    """One site with its current ICGLR colour and latest indicators."""
+    site = runtime.ledger.site(site_id, today=runtime.today())
+    if site is None:
+        raise NotFoundError("unknown_site", f"There is no site '{site_id}' in this log.")
+    return site
+
+
+@router.get(
+    "/lots", name="list_lots", response_model=schemas.LotPage, responses=_problem_responses(422)
+)
+def list_lots(
+    runtime: RuntimeDep,
+    custodian: Annotated[str | None, Query(max_length=64)] = None,
+    site: Annotated[str | None, Query(max_length=64)] = None,
+    status: Annotated[str | None, Query(pattern="^(active|offered|consumed)$")] = None,
+    risk: Annotated[str | None, Query(pattern="^(low|medium|high|hold)$")] = None,
+    limit: Limit = LIMIT_DEFAULT,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    """Lot states, oldest first, filtered by custodian, origin site, status or risk."""
+    items, nxt = runtime.ledger.lots(
+        custodian=custodian,
+        site=site,
+        status=status,
+        risk=risk,
+        cursor=cursor,
+        limit=_limit(limit),
+    )
+    return {"items": items, "next": nxt}
+
+
+def _need_lot(runtime: Runtime, lot_id: str) -> dict[str, Any]:
+    lot = runtime.ledger.lot(lot_id)
+    if lot is None:
+        raise NotFoundError("unknown_lot", f"There is no lot '{lot_id}' in this log.")
+    return lot
+
+
+@router.get(
+    "/lots/{lot_id}", name="get_lot", response_model=schemas.Lot, responses=_problem_responses(404)
+)
+def get_lot(lot_id: str, runtime: RuntimeDep) -> dict[str, Any]:
+    """A lot's state: custody, mass, fineness, flags, risk, origins and gender summary."""
+    return _need_lot(runtime, lot_id)
+
+
+@router.get(
+    "/lots/{lot_id}/events",
+    name="list_lot_events",
+    response_model=schemas.LotEventPage,
+    responses=_problem_responses(404, 422),
+)
+def list_lot_events(
+    lot_id: str, runtime: RuntimeDep, limit: Limit = LIMIT_DEFAULT, cursor: Cursor = None
+) -> dict[str, Any]:
+    """The lot's own chain, oldest first."""
+    _need_lot(runtime, lot_id)
+    items, nxt = runtime.ledger.lot_events(lot_id, cursor=cursor, limit=_limit(limit))
+    return {"items": items, "next": nxt}
+
+
+@router.get(
+    "/lots/{lot_id}/bundle",
+    name="get_bundle",
+    responses={
+        200: {
+            "content": {"application/json": {"schema": {"type": "object"}}},
+            "description": "The provenance bundle (section 7).",
+        },
+        **_problem_responses(404, 422),
+    },
+    response_class=Response,
+)
+def get_bundle(
+    lot_id: str,
+    runtime: RuntimeDep,
+    at: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$")] = None,
+) -> Response:
+    """Everything needed to verify the lot offline, for its current head."""
+    bundle = runtime.bundle(lot_id, at)
+    return Response(
+        canonical(bundle),
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{lot_id}.bundle.json"'},
+    )
+
+
+def _qr_response(runtime: Runtime, lot_id: str, kind: str) -> Response:
+    lot = _need_lot(runtime, lot_id)
+    url = label_url(runtime.settings.public_url, lot_id, lot["head"])
+    if kind == "svg":
+        return Response(qr_svg(url), media_type="image/svg+xml")
+    if kind == "label":
+        return Response(label_png(url, lot_id, lot["mass_mg"]), media_type="image/png")
+    return Response(qr_png(url), media_type="image/png")
+
+
+_IMAGE = {200: {"content": {"image/png": {}}, "description": "PNG image"}}
+
+
+@router.get(
+    "/lots/{lot_id}/qr.png",
+    name="get_qr_png",
+    response_class=Response,
+    responses={**_IMAGE, **_problem_responses(404)},
+)
+def get_qr_png(lot_id: str, runtime: RuntimeDep) -> Response:
+    """The lot's QR code (error correction M) holding its verification URL."""
+    return _qr_response(runtime, lot_id, "png")
+
+
+@router.get(
+    "/lots/{lot_id}/qr.svg",
+    name="get_qr_svg",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/svg+xml": {}}, "description": "SVG image"},
+        **_problem_responses(404),
+    },
+)
+def get_qr_svg(lot_id: str, runtime: RuntimeDep) -> Response:
+    """The lot's QR code as SVG."""
+    return _qr_response(runtime, lot_id, "svg")
+
+
+@router.get(
+    "/lots/{lot_id}/label.png",
+    name="get_label_png",
+    response_class=Response,
+    responses={**_IMAGE, **_problem_responses(404)},
+)
+def get_label_png(lot_id: str, runtime: RuntimeDep) -> Response:
+    """A printable label: the QR code with the lot id and its mass in figures and words."""
+    return _qr_response(runtime, lot_id, "label")
+
+
+pages = APIRouter()
+
+
+@pages.get(
+    "/l/{lot_id}",
+    name="lot_page",
+    response_class=HTMLResponse,
+    responses={404: {"content": {"text/html": {}}}},
+)
+def lot_page(
+    lot_id: str,
+    request: Request,
+    runtime: RuntimeDep,
+    at: Annotated[str | None, Query(max_length=64)] = None,
+    lang: Annotated[str | None, Query(max_length=8)] = None,
+) -> HTMLResponse:
+    """The human verification page a lot's QR code opens."""
+    html, status = runtime.lot_page(lot_id, at, request.headers.get("accept-language"), lang)
+    return HTMLResponse(html, status_code=status)
+
+
+def build_app() -> FastAPI:
+    """The application without a ledger: routes, handlers and the OpenAPI document."""
+    app = FastAPI(
+        title="goldtrail",
+        version="1.0.0",
+        summary="A verifiable traceability ledger for responsible artisanal gold.",
+        description="Wire contract: goldtrail protocol v1 (PROTOCOL.md). Every error is "
+        "RFC 9457 application/problem+json with a machine `code`.",
+        generate_unique_id_function=_operation_id,
+    )
+    install_error_handlers(app)
+    install_observability(app)
+    app.include_router(router)
+    app.include_router(pages)
+    return app
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    runtime: Runtime | None = None,
+    clock: Callable[[], dt.datetime] | None = None,
+) -> FastAPI:
+    """Build the application over a ledger; opens (and if needed initialises) it.
+
+    Raises IntegrityError when the database holds another log than configured.
+    """
+    settings = settings or Settings()
+    app = build_app()
+    app.state.runtime = runtime or Runtime.open(settings, clock=clock)
+    return app

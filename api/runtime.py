@@ -1,0 +1,221 @@
+"""The running service: settings, the ledger, first-run set-up and the page's verification."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import text
+
+from api import i18n
+from api.observability import Metrics
+from api.pages import choose_language, render_error_page, render_lot_page
+from api.settings import Settings
+from ledger.errors import LedgerError, NotFoundError
+from ledger.protocol import public_key_hex, sign_body, signing_key_from_seed
+from ledger.store import (
+    AppendResult,
+    Ledger,
+    create_seed_file,
+    open_ledger,
+    read_seed_file,
+)
+from ledger.verify import verify_bundle
+from ledger.views import actor_view, lot_view, site_view
+
+log = logging.getLogger("goldtrail.server")
+REGISTRAR_KEY_NAME = "goldtrail-registrar.key"
+GENERATED_REGISTRAR_ID = "registrar"
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def registrar_key_path(settings: Settings) -> Path:
+    """Where a generated registrar key is written: next to the log key."""
+    return Path(settings.log_key_file).resolve().parent / REGISTRAR_KEY_NAME
+
+
+@dataclass
+class ViewLedger:
+    """The store's queries shaped as the API's JSON (views of the state objects)."""
+
+    store: Ledger
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def actor(self, actor_id: str) -> dict[str, Any] | None:
+        """An actor's view, or None."""
+        actor = self.store.actor(actor_id)
+        return None if actor is None else actor_view(actor)
+
+    def actors(self, *, cursor: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of actor views."""
+        items, nxt = self.store.actors(cursor=cursor, limit=limit)
+        return [actor_view(a) for a in items], nxt
+
+    def site(self, site_id: str, *, today: dt.date) -> dict[str, Any] | None:
+        """A site's view with its colour on ``today``, or None."""
+        site = self.store.site(site_id)
+        return None if site is None else site_view(site, today)
+
+    def sites(
+        self, *, cursor: str | None, limit: int, today: dt.date
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of site views."""
+        items, nxt = self.store.sites(cursor=cursor, limit=limit)
+        return [site_view(s, today) for s in items], nxt
+
+    def lot(self, lot_id: str) -> dict[str, Any] | None:
+        """A lot's view (with its gender summary), or None."""
+        with self.store.reader() as state:
+            lot = state.lot(lot_id)
+            return None if lot is None else lot_view(state, lot)
+
+    def lots(self, **filters: Any) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of lot views."""
+        items, nxt = self.store.lots(**filters)
+        with self.store.reader() as state:
+            return [lot_view(state, lot) for lot in items], nxt
+
+    def log_info(self) -> dict[str, Any]:
+        """``GET /v1/log``."""
+        return dict(self.store.log_info())
+
+
+@dataclass
+class Runtime:
+    """Everything a request needs: settings, the ledger, the clock and the metrics."""
+
+    settings: Settings
+    store: Ledger
+    clock: Callable[[], dt.datetime] = _utc_now
+    metrics: Metrics = field(default_factory=Metrics)
+
+    @property
+    def ledger(self) -> ViewLedger:
+        """The ledger's queries as API views."""
+        return ViewLedger(self.store)
+
+    @classmethod
+    def open(cls, settings: Settings, *, clock: Callable[[], dt.datetime] | None = None) -> Runtime:
+        """Open the ledger, refusing a database bound to another log (section 8).
+
+        On an empty log with no configured registrar key, generate one next to the log key
+        (mode 0600) and sign seq 0 with it, so a newcomer can start at once. Raises
+        IntegrityError with a plain message when the server must not start.
+        """
+        clock = clock or _utc_now
+        store = open_ledger(
+            settings.database_url,
+            origin=settings.origin,
+            log_key_file=settings.log_key_file,
+            registrar_key=settings.registrar_key,
+            clock=clock,
+        )
+        runtime = cls(settings, store, clock)
+        if store.size() == 0 and settings.registrar_key is None:
+            runtime._start_with_generated_registrar()
+        return runtime
+
+    def _start_with_generated_registrar(self) -> None:
+        path = registrar_key_path(self.settings)
+        seed = read_seed_file(path, "registrar key")
+        if seed is None:
+            seed = create_seed_file(path)
+        key = signing_key_from_seed(seed.hex())
+        self.store.registrar_key = public_key_hex(key)
+        now = self.clock().replace(microsecond=0)
+        body = {
+            "v": 1,
+            "type": "actor.registered",
+            "actor": GENERATED_REGISTRAR_ID,
+            "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "subject": GENERATED_REGISTRAR_ID,
+            "name": "Local registrar (generated at first start)",
+            "roles": ["registrar"],
+            "key": public_key_hex(key),
+            "country": "CD",
+        }
+        self.store.append([sign_body(body, key, self.settings.origin)], batch=False)
+        log.warning(
+            "No GOLDTRAIL_REGISTRAR_KEY was set, so a registrar key was generated and seq 0 "
+            "signed with it. Its private key is in %s (keep it safe: it registers every actor).",
+            path,
+        )
+
+    def today(self) -> dt.date:
+        """Today's UTC date (for site colours shown now)."""
+        return self.clock().date()
+
+    def append(self, envelopes: list[Any], *, batch: bool) -> AppendResult:
+        """Append and count; refusals are counted by the metrics middleware."""
+        result = self.store.append(envelopes, batch=batch)
+        self.metrics.appended.inc(sum(result.new))
+        return result
+
+    def bundle(self, lot_id: str, at: str | None) -> dict[str, Any]:
+        """The lot's bundle; 404 ``unknown_lot`` or ``unknown_event``."""
+        bundle = self.store.bundle(lot_id, at)
+        if bundle is None:
+            raise NotFoundError("unknown_lot", f"There is no lot '{lot_id}' in this log.")
+        return bundle
+
+    def lot_page(
+        self, lot_id: str, at: str | None, accept_language: str | None, lang: str | None
+    ) -> tuple[str, int]:
+        """The verification page and its status: the server verifies its own bundle."""
+        language = choose_language(accept_language, lang)
+        label = at if at is not None and re.fullmatch(r"[0-9a-f]{64}", at) else None
+        try:
+            bundle = self.bundle(lot_id, label)
+        except NotFoundError as e:
+            kind = "unknown_lot" if e.code == "unknown_lot" else "unknown_label"
+            return render_error_page(
+                language,
+                i18n.t(language, f"error.{kind}.title"),
+                i18n.t(language, f"error.{kind}.detail", lot=lot_id),
+            ), 404
+        if at is not None and label is None:
+            return render_error_page(
+                language,
+                i18n.t(language, "error.unknown_label.title"),
+                i18n.t(language, "error.unknown_label.detail", lot=lot_id),
+            ), 404
+        report = verify_bundle(bundle, self.store.verifier_key, self.store.registrar_key)
+        query = f"?at={label}" if label else ""
+        html = render_lot_page(
+            report,
+            lang=language,
+            bundle_url=f"/v1/lots/{quote(lot_id, safe='')}/bundle{query}",
+            label_at=label,
+            head_is_newer=label is not None and label != bundle["head"],
+            log_key=self.store.verifier_key,
+            server_name=self.settings.public_url,
+            bundle=bundle,
+        )
+        return html, 200
+
+    def readiness(self) -> dict[str, Any]:
+        """Database reachable and log key loaded, and whether the latest checkpoint opens."""
+        checks: dict[str, Any] = {"database": False, "log_key": False, "checkpoint": False}
+        try:
+            with self.store.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["database"] = True
+            checks["log_key"] = self.store.log_signer is not None
+            from ledger.checkpoint import open_checkpoint
+
+            cp = open_checkpoint(self.store.latest_checkpoint(), self.store.verifier_key)
+            checks["checkpoint"] = cp.root.hex() == self.store.log_info()["root"]
+        except (LedgerError, Exception) as e:  # readiness must answer, never raise
+            checks["error"] = str(e)[:200]
+        return checks

@@ -1,0 +1,284 @@
+"""Response and request shapes for the OpenAPI document (the wire shapes of section 6)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+HEX64 = r"^[0-9a-f]{64}$"
+
+RECEIPT_EXAMPLE = {
+    "event_id": "ff2158bdf5b845bc06333e213e4b1319d8c3862a01e79ad620bd11d10f5f15b2",
+    "seq": 0,
+    "leaf_hash": "429b1b1577aa6125fed0c75ccc53e96c3d367cb348f06a9dc6a9815b3be6c02a",
+    "checkpoint": "goldtrail.example.org/log\n1\nQpsbFXeqYSX+0MdczFPpbD02fLNI8GqdxqmBWzvmwCo=\n\n"
+    "— goldtrail.example.org/log 9iYi8w…\n",
+}
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem with goldtrail's machine ``code``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "type": "urn:goldtrail:problem:stale_prev",
+                "title": "Conflicts with the ledger's state",
+                "status": 409,
+                "detail": "Lot 'MAK-2026-0001' has moved on since this event was prepared.",
+                "code": "stale_prev",
+            }
+        }
+    )
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    index: int | None = Field(default=None, description="the failing event of a batch")
+
+
+class Signature(BaseModel):
+    """An envelope's signature."""
+
+    key: str = Field(pattern=HEX64)
+    value: str = Field(pattern=r"^[0-9a-f]{128}$")
+
+
+class Envelope(BaseModel):
+    """A signed event: exactly ``body`` and ``signature``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "body": {
+                    "v": 1,
+                    "type": "actor.registered",
+                    "actor": "registrar",
+                    "time": "2026-11-01T08:00:00Z",
+                    "subject": "registrar",
+                    "name": "Ituri Provincial Mining Registry",
+                    "roles": ["registrar"],
+                    "key": "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+                    "country": "CD",
+                },
+                "signature": {
+                    "key": "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+                    "value": "e655748764f05ba62dd3e109a7aeeefe1c5eb8c10056d9390a901f5472e1c1cd"
+                    "632b367081d187e093093b0edbb5cc399d7f609c8de977e5e0df3ec857bcdb00",
+                },
+            }
+        },
+    )
+
+    body: dict[str, Any]
+    signature: Signature
+
+
+class Batch(BaseModel):
+    """Up to 1000 envelopes, appended in order, all or nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[Envelope] = Field(min_length=1, max_length=1000)
+
+
+class Receipt(BaseModel):
+    """Proof of acceptance: the event's place in the log and a checkpoint that includes it."""
+
+    model_config = ConfigDict(json_schema_extra={"example": RECEIPT_EXAMPLE})
+
+    event_id: str = Field(pattern=HEX64)
+    seq: int = Field(ge=0)
+    leaf_hash: str = Field(pattern=HEX64)
+    checkpoint: str
+
+
+class BatchReceipts(BaseModel):
+    """One receipt per envelope of a batch, and the checkpoint that includes them all."""
+
+    receipts: list[Receipt]
+    checkpoint: str
+
+
+class LogInfo(BaseModel):
+    """What a verifier needs to know about this log."""
+
+    origin: str
+    verifier_key: str
+    registrar_key: str | None
+    size: int = Field(ge=0)
+    root: str = Field(pattern=HEX64)
+
+
+class Entry(BaseModel):
+    """One log entry."""
+
+    seq: int = Field(ge=0)
+    event_id: str = Field(pattern=HEX64)
+    leaf_hash: str = Field(pattern=HEX64)
+    envelope: Envelope
+
+
+class EventEntry(BaseModel):
+    """One event with its place in the log."""
+
+    event_id: str = Field(pattern=HEX64)
+    seq: int = Field(ge=0)
+    leaf_hash: str = Field(pattern=HEX64)
+    envelope: Envelope
+
+
+class EntryPage(BaseModel):
+    """A page of log entries; ``next`` is the next start, or null at the end."""
+
+    items: list[Entry]
+    next: str | int | None
+
+
+class InclusionProof(BaseModel):
+    """An RFC 9162 audit path, lowest level first."""
+
+    index: int
+    size: int
+    proof: list[str]
+
+
+class ConsistencyProof(BaseModel):
+    """An RFC 9162 consistency proof."""
+
+    first: int
+    second: int
+    proof: list[str]
+
+
+class Flag(BaseModel):
+    """A due-diligence flag on a lot."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str
+    code: str
+    class_: Literal["hold", "high", "medium"] = Field(alias="class")
+    status: Literal["open", "resolved"]
+    outcome: Literal["unfounded", "remediated"] | None = None
+
+
+class Offer(BaseModel):
+    """A pending transfer offer."""
+
+    id: str
+    to: str
+    mass_mg: int
+
+
+class Paid(BaseModel):
+    """Payments to producers in one currency."""
+
+    currency: str
+    total: int
+    to_women: int
+
+
+class Gender(BaseModel):
+    """The gender summary of section 7."""
+
+    producers: dict[str, int]
+    women_led_fine_mg: int
+    origin_fine_mg: int
+    paid: list[Paid]
+
+
+class Lot(BaseModel):
+    """A lot's state."""
+
+    lot: str
+    status: Literal["active", "offered", "consumed"]
+    hold: bool
+    exported: bool
+    custodian: str
+    country: str | None
+    destination: str | None
+    mass_mg: int
+    fineness_ppm: int
+    form: str
+    bar: dict[str, Any] | None
+    head: str
+    offer: Offer | None
+    origins: list[str]
+    risk: Literal["low", "medium", "high", "hold"]
+    flags: list[Flag]
+    gender: Gender
+    created_event: str | None = None
+
+
+class LotPage(BaseModel):
+    """A page of lots."""
+
+    items: list[Lot]
+    next: str | None
+
+
+class Actor(BaseModel):
+    """An organisation with its roles and key history."""
+
+    id: str
+    name: str
+    roles: list[str]
+    country: str
+    lot_prefix: str | None
+    licence: dict[str, Any] | None
+    profile: dict[str, Any] | None
+    status: Literal["active", "revoked"]
+    revoked_reason: str | None
+    key: str | None
+    keys: list[dict[str, Any]]
+    registered_seq: int
+    registered_by: str
+
+
+class ActorPage(BaseModel):
+    """A page of actors."""
+
+    items: list[Actor]
+    next: str | None
+
+
+class Site(BaseModel):
+    """A mine site with its current ICGLR colour and latest indicators."""
+
+    id: str
+    name: str
+    operator: str
+    country: str
+    region: str
+    location: dict[str, str]
+    deposit: str | None
+    icglr_id: str | None
+    licence: dict[str, Any] | None
+    status: Literal["green", "yellow", "red", "blue"]
+    assessment: dict[str, Any] | None
+
+
+class SitePage(BaseModel):
+    """A page of sites."""
+
+    items: list[Site]
+    next: str | None
+
+
+class LotEventPage(BaseModel):
+    """A lot's own chain, oldest first."""
+
+    items: list[Entry]
+    next: str | None
+
+
+class Health(BaseModel):
+    """Liveness or readiness."""
+
+    status: str
+    checks: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,6 @@
+"""``python -m clients``: the goldtrail command line."""
+
+from clients.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1296 @@
+"""The SQL store: the append-only log, its Merkle tree, checkpoints and projections.
+
+``Ledger`` is the service the API calls. Appending is one write transaction under the
+database's write lock: the rules (``ledger.rules.admit``) run against ``SqlState`` (the
+projection tables) through a ``StagedState``; the new log rows, the tree nodes the new
+leaves complete, the projections and one signed checkpoint for the new size are written
+together and committed, or nothing is. Reads each run in their own read transaction.
+
+Locking. On SQLite a write transaction starts with ``BEGIN IMMEDIATE`` (the write lock is
+taken up front, so two writers queue on ``busy_timeout`` instead of one failing when it
+upgrades a read lock); reads use a plain deferred ``BEGIN``. This is SQLAlchemy's
+documented pysqlite recipe: the driver's own transaction handling is switched off and the
+"begin" event emits our BEGIN. On PostgreSQL every write transaction first takes
+``pg_advisory_xact_lock(WRITE_LOCK_KEY)``: writers are serialised, READ COMMITTED is enough
+under the lock because every statement after it sees every earlier commit. Reads on
+PostgreSQL use REPEATABLE READ so that one answer comes from one snapshot.
+
+Durability. SQLite runs in WAL mode with ``synchronous=NORMAL``: a commit is durable as soon
+as it is in the WAL file, which survives a crash of the process (our crash model: the
+server dies, the machine does not). Only a power loss or an OS crash can lose the last
+commits, never corrupt the database. ``synchronous=FULL`` would fsync on every commit for
+that case too, at a large cost per append.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypedDict
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    and_,
+    create_engine,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import make_url
+
+from ledger import merkle, tables
+from ledger.bundle import build_bundle
+from ledger.checkpoint import LogSigner, open_checkpoint
+from ledger.errors import IntegrityError, LedgerError, NotFoundError, SchemaError
+from ledger.protocol import event_id
+from ledger.rules import Admitted, admit
+from ledger.state import (
+    ActorState,
+    Changes,
+    EventRecord,
+    LotState,
+    SiteState,
+    StagedState,
+)
+
+#: the key of the PostgreSQL advisory lock every write transaction holds ("goldtrail")
+WRITE_LOCK_KEY = 0x676F6C6474726169
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+LOT_STATUSES = frozenset({"active", "offered", "consumed"})
+LOT_RISKS = frozenset({"low", "medium", "high", "hold"})
+_WRITE_OPTION = "goldtrail_write"
+_HEX_SEED = re.compile(r"[0-9a-fA-F]{64}")
+
+
+# ---------------------------------------------------------------------------
+# Engines, transactions, migrations
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for a SQLite or PostgreSQL URL, set up for the ledger's locking.
+
+    SQLite: WAL, ``synchronous=NORMAL``, foreign keys on, a long ``busy_timeout``, and
+    ``BEGIN IMMEDIATE`` for write transactions (see the module docstring). Raises ValueError
+    for any other database.
+    """
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        engine = create_engine(parsed, **kwargs)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    if backend == "postgresql":
+        return create_engine(parsed, pool_pre_ping=True, **kwargs)
+    raise ValueError(f"goldtrail stores its log in SQLite or PostgreSQL, not {backend}.")
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Switch off pysqlite's own BEGIN handling: the "begin" listener emits ours.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction holding the database's write lock; commits on success.
+
+    Raises whatever the database raises; on any error the transaction is rolled back.
+    """
+    with engine.execution_options(**{_WRITE_OPTION: True}).begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY})
+        yield conn
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    """A read transaction over one snapshot of the database.
+
+    Raises whatever the database raises.
+    """
+    options: dict[str, Any] = {}
+    if engine.dialect.name == "postgresql":
+        options["isolation_level"] = "REPEATABLE READ"
+    with engine.connect() as conn:
+        if options:
+            conn = conn.execution_options(**options)
+        with conn.begin():
+            yield conn
+
+
+def alembic_config() -> Config:
+    """The Alembic configuration of the migrations packaged in ``ledger/migrations``."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema up to date (``alembic upgrade head``) under the write lock.
+
+    Raises whatever Alembic or the database raises.
+    """
+    config = alembic_config()
+    with write_transaction(engine) as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+# ---------------------------------------------------------------------------
+# Small helpers
+
+
+def _upsert(conn: Connection, table: Any, rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
+    """Insert rows, replacing the non-key columns of rows that already exist."""
+    if not rows:
+        return
+    dialect = pg_dialect if conn.dialect.name == "postgresql" else sqlite_dialect
+    stmt = dialect.insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c[k] for k in keys],
+        set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in keys},
+    )
+    conn.execute(stmt, rows)
+
+
+def _insert_new(
+    conn: Connection, table: Any, rows: list[dict[str, Any]], keys: Sequence[str]
+) -> None:
+    """Insert rows, skipping those whose key already exists."""
+    if not rows:
+        return
+    dialect = pg_dialect if conn.dialect.name == "postgresql" else sqlite_dialect
+    stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=[table.c[k] for k in keys])
+    conn.execute(stmt, rows)
+
+
+def _doc(model: ActorState | SiteState | LotState) -> dict[str, Any]:
+    return model.model_dump(mode="json", by_alias=True)
+
+
+def lots_named(body: dict[str, Any]) -> list[str]:
+    """Every lot an event body names: ``lot``, ``inputs[].lot``, ``outputs[].lot``."""
+    named: dict[str, None] = {}
+    if isinstance(body.get("lot"), str):
+        named[body["lot"]] = None
+    for part in ("inputs", "outputs"):
+        for item in body.get(part, ()):
+            named[item["lot"]] = None
+    return list(named)
+
+
+def event_subject(body: dict[str, Any]) -> str | None:
+    """What an ``actor.*`` (its subject) or ``site.*`` (its site) event is about."""
+    kind = body.get("type", "")
+    if kind.startswith("actor."):
+        return str(body["subject"])
+    if kind.startswith("site."):
+        return str(body["site"])
+    return None
+
+
+def _limit(limit: int | None) -> int:
+    if limit is None:
+        return DEFAULT_LIMIT
+    if limit < 1:
+        raise SchemaError(f"limit must be at least 1, not {limit}.")
+    return min(limit, MAX_LIMIT)
+
+
+def _encode_cursor(seq: int, key: str = "") -> str:
+    return base64.urlsafe_b64encode(f"{seq}/{key}".encode()).decode("ascii").rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> tuple[int, str]:
+    """The (seq, key) a list resumes after; (-1, "") for the start."""
+    if cursor is None or cursor == "":
+        return -1, ""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        seq_text, _, key = base64.urlsafe_b64decode(padded.encode("ascii")).decode().partition("/")
+        seq = int(seq_text)
+    except (ValueError, UnicodeError, binascii.Error) as e:
+        raise SchemaError("cursor: this is not a cursor this server gave out.") from e
+    if seq < 0:
+        raise SchemaError("cursor: this is not a cursor this server gave out.")
+    return seq, key
+
+
+def _entry(row: Any) -> dict[str, Any]:
+    return {
+        "seq": row.seq,
+        "event_id": row.event_id,
+        "leaf_hash": bytes(row.leaf_hash).hex(),
+        "envelope": json.loads(bytes(row.envelope)),
+    }
+
+
+def log_size(conn: Connection) -> int:
+    """The number of entries in the log."""
+    last = conn.execute(select(func.max(tables.log.c.seq))).scalar()
+    return 0 if last is None else int(last) + 1
+
+
+# ---------------------------------------------------------------------------
+# The tree's hashes and the projections, over one connection
+
+_IN_CHUNK = 500
+#: what SqlState looks up: kind -> (key column, value columns)
+_LOOKUPS: dict[str, tuple[Any, tuple[Any, ...]]] = {
+    "actor": (tables.actors.c.id, (tables.actors.c.doc,)),
+    "site": (tables.sites.c.id, (tables.sites.c.doc,)),
+    "lot": (tables.lots.c.lot, (tables.lots.c.doc,)),
+    "key": (tables.actor_keys.c.key, (tables.actor_keys.c.actor,)),
+    "prefix": (tables.prefixes.c.prefix, (tables.prefixes.c.actor,)),
+    "event": (tables.log.c.event_id, (tables.log.c.seq, tables.log.c.envelope)),
+}
+
+
+def _lookup_value(kind: str, row: Any) -> Any:
+    if kind != "event":
+        return row[1]
+    envelope = json.loads(bytes(row[2]))
+    body = envelope["body"]
+    return EventRecord(str(row[0]), int(row[1]), body["time"], body, envelope["signature"])
+
+
+def _names_in(envelope: object, names: dict[str, set[str]]) -> None:
+    """Add what an envelope names (actors, sites, lots, keys, prefixes, events) to ``names``."""
+    if not isinstance(envelope, dict):
+        return
+    body, sig = envelope.get("body"), envelope.get("signature")
+    if isinstance(sig, dict) and isinstance(sig.get("key"), str):
+        names["key"].add(sig["key"])
+    if not isinstance(body, dict):
+        return
+    with contextlib.suppress(LedgerError):
+        names["event"].add(event_id(body))
+
+    def add(kind: str, value: object) -> None:
+        if isinstance(value, str):
+            names[kind].add(value)
+
+    for field_name in ("actor", "subject", "to", "operator"):
+        add("actor", body.get(field_name))
+    add("site", body.get("site"))
+    add("lot", body.get("lot"))
+    add("event", body.get("prev"))
+    add("event", body.get("offer"))
+    add("key", body.get("key"))
+    add("prefix", body.get("lot_prefix"))
+    for part in ("inputs", "outputs"):
+        items = body.get(part)
+        for item in items if isinstance(items, list) else ():
+            if isinstance(item, dict):
+                add("lot", item.get("lot"))
+                add("event", item.get("prev"))
+
+
+class SqlHashStore:
+    """merkle.HashStore over ``tree_nodes``, batched, counting its reads and writes."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.reads = 0
+        self.writes = 0
+        self.read_calls = 0
+        self.write_calls = 0
+
+    def read_hashes(self, keys: Sequence[tuple[int, int]]) -> list[bytes]:
+        """The hashes stored under ``keys`` ((level, index) pairs), in one query.
+
+        Raises IntegrityError if one is missing: the tree is not what the log says.
+        """
+        self.read_calls += 1
+        self.reads += len(keys)
+        if not keys:
+            return []
+        by_level: dict[int, list[int]] = {}
+        for level, index in keys:
+            by_level.setdefault(level, []).append(index)
+        t = tables.tree_nodes
+        condition = or_(
+            *(and_(t.c.level == level, t.c.idx.in_(idx)) for level, idx in by_level.items())
+        )
+        rows = self.conn.execute(select(t.c.level, t.c.idx, t.c.hash).where(condition))
+        found = {(row.level, row.idx): bytes(row.hash) for row in rows}
+        missing = [key for key in keys if key not in found]
+        if missing:
+            raise IntegrityError(
+                "tree_incomplete",
+                f"The stored Merkle tree lacks the node (level, index) {missing[0]}: the store "
+                "is damaged; run the audit.",
+            )
+        return [found[key] for key in keys]
+
+    def write_hashes(self, items: Sequence[tuple[int, int, bytes]]) -> None:
+        """Insert each ``(level, index, hash)`` (the table is append-only)."""
+        self.write_calls += 1
+        self.writes += len(items)
+        if items:
+            self.conn.execute(
+                insert(tables.tree_nodes),
+                [{"level": level, "idx": index, "hash": digest} for level, index, digest in items],
+            )
+
+
+class SqlState:
+    """ledger.state.StateReader over the projection tables of one transaction.
+
+    What it reads is kept for the rest of its transaction only (which the write lock or the
+    read snapshot keeps unchanged), and dropped by ``apply``: an instance must not outlive
+    its transaction. ``prefetch`` loads everything a batch names in a few queries.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._cache: dict[str, dict[str, Any]] = {kind: {} for kind in _LOOKUPS}
+
+    def size(self) -> int:
+        """Number of events in the log."""
+        return log_size(self.conn)
+
+    def _get(self, kind: str, key: str) -> Any:
+        cache = self._cache[kind]
+        if key not in cache:
+            self._load(kind, [key])
+        return cache[key]
+
+    def _load(self, kind: str, keys: Iterable[str]) -> None:
+        """Read the rows of ``kind`` with these keys (misses are remembered as None)."""
+        cache = self._cache[kind]
+        wanted = sorted({k for k in keys if k not in cache})
+        key_col, value_cols = _LOOKUPS[kind]
+        for at in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[at : at + _IN_CHUNK]
+            for row in self.conn.execute(select(key_col, *value_cols).where(key_col.in_(chunk))):
+                cache[row[0]] = _lookup_value(kind, row)
+            for key in chunk:
+                cache.setdefault(key, None)
+
+    def prefetch(self, envelopes: Iterable[object]) -> None:
+        """Load, in a few queries, every row the rules may read for these envelopes.
+
+        Raises only what the database raises; malformed envelopes are skipped (the rules
+        refuse them later).
+        """
+        names: dict[str, set[str]] = {kind: set() for kind in _LOOKUPS}
+        for envelope in envelopes:
+            _names_in(envelope, names)
+        self._load("event", names["event"])
+        self._load("lot", names["lot"])
+        for doc in self._cache["lot"].values():
+            if doc is not None:
+                names["actor"].add(doc["custodian"])
+                if doc.get("offer"):
+                    names["actor"].add(doc["offer"]["to"])
+        self._load("site", names["site"])
+        for doc in self._cache["site"].values():
+            if doc is not None:
+                names["actor"].add(doc["operator"])
+        for kind in ("actor", "key", "prefix"):
+            self._load(kind, names[kind])
+
+    def actor(self, actor_id: str) -> ActorState | None:
+        """The actor, or None."""
+        doc = self._get("actor", actor_id)
+        return None if doc is None else ActorState.model_validate(doc)
+
+    def site(self, site_id: str) -> SiteState | None:
+        """The site, or None."""
+        doc = self._get("site", site_id)
+        return None if doc is None else SiteState.model_validate(doc)
+
+    def lot(self, lot_id: str) -> LotState | None:
+        """The lot, or None."""
+        doc = self._get("lot", lot_id)
+        return None if doc is None else LotState.model_validate(doc)
+
+    def key_owner(self, key: str) -> str | None:
+        """The actor that holds or held ``key``, or None."""
+        owner = self._get("key", key)
+        return None if owner is None else str(owner)
+
+    def prefix_owner(self, prefix: str) -> str | None:
+        """The actor given this lot prefix, or None."""
+        owner = self._get("prefix", prefix)
+        return None if owner is None else str(owner)
+
+    def event(self, event_id: str) -> EventRecord | None:
+        """An accepted event by id, read back from its log entry, or None."""
+        record: EventRecord | None = self._get("event", event_id)
+        return record
+
+    def active_registrars(self) -> list[str]:
+        """Ids of the active actors holding the registrar role."""
+        a = tables.actors
+        rows = self.conn.execute(
+            select(a.c.id).where(a.c.is_registrar, a.c.status == "active").order_by(a.c.id)
+        )
+        return [str(r) for r in rows.scalars()]
+
+    def apply(self, changes: Changes) -> None:
+        """Write staged projections: upsert actors, sites and lots, add keys, prefixes and
+        each event's lots.
+
+        Raises whatever the database raises (a key or prefix claimed twice, for one).
+        """
+        self._cache = {kind: {} for kind in _LOOKUPS}
+        conn = self.conn
+        _upsert(
+            conn,
+            tables.actors,
+            [
+                {
+                    "id": a.id,
+                    "status": a.status,
+                    "is_registrar": "registrar" in a.roles,
+                    "registered_seq": a.registered_seq,
+                    "doc": _doc(a),
+                }
+                for a in changes.actors.values()
+            ],
+            ["id"],
+        )
+        if changes.keys:
+            conn.execute(
+                insert(tables.actor_keys),
+                [{"key": k, "actor": v} for k, v in changes.keys.items()],
+            )
+        if changes.prefixes:
+            conn.execute(
+                insert(tables.prefixes),
+                [{"prefix": k, "actor": v} for k, v in changes.prefixes.items()],
+            )
+        _upsert(
+            conn,
+            tables.sites,
+            [
+                {
+                    "id": s.id,
+                    "operator": s.operator,
+                    "registered_seq": s.registered_seq,
+                    "doc": _doc(s),
+                }
+                for s in changes.sites.values()
+            ],
+            ["id"],
+        )
+        _upsert(conn, tables.lots, [lot_row(lot) for lot in changes.lots.values()], ["lot"])
+        _insert_new(
+            conn,
+            tables.lot_sites,
+            [
+                {"site": site, "lot": lot.lot, "created_seq": lot.created_seq}
+                for lot in changes.lots.values()
+                for site in lot.origins
+            ],
+            ["site", "lot"],
+        )
+        event_lots = [
+            {"lot": lot, "seq": record.seq, "event_id": record.event_id}
+            for record in changes.events
+            for lot in lots_named(record.body)
+        ]
+        if event_lots:
+            conn.execute(insert(tables.event_lots), event_lots)
+
+
+def lot_row(lot: LotState) -> dict[str, Any]:
+    """The ``lots`` row of a lot state."""
+    return {
+        "lot": lot.lot,
+        "custodian": lot.custodian,
+        "status": lot.status,
+        "risk": lot.risk,
+        "hold": lot.hold,
+        "origins": " ".join(sorted(lot.origins)),
+        "created_seq": lot.created_seq,
+        "doc": _doc(lot),
+    }
+
+
+class SqlLogReader:
+    """ledger.bundle.LogReader over the log of one transaction."""
+
+    def __init__(self, conn: Connection, tree_size: int) -> None:
+        self.conn = conn
+        self.tree_size = tree_size
+
+    def event_at(self, event_id: str) -> tuple[int, dict[str, Any]] | None:
+        """The (seq, envelope) of an event, or None."""
+        row = self.conn.execute(
+            select(tables.log.c.seq, tables.log.c.envelope).where(tables.log.c.event_id == event_id)
+        ).first()
+        return None if row is None else (row.seq, json.loads(bytes(row.envelope)))
+
+    def _about(self, prefix: str, subject: str, max_seq: int) -> list[tuple[int, dict[str, Any]]]:
+        t = tables.log
+        rows = self.conn.execute(
+            select(t.c.seq, t.c.envelope)
+            .where(t.c.subject == subject, t.c.seq < max_seq, t.c.type.startswith(prefix))
+            .order_by(t.c.seq)
+        )
+        return [(row.seq, json.loads(bytes(row.envelope))) for row in rows]
+
+    def actor_events(self, actor_id: str, max_seq: int) -> list[tuple[int, dict[str, Any]]]:
+        """Every ``actor.*`` event whose subject is ``actor_id``, with seq < max_seq."""
+        return self._about("actor.", actor_id, max_seq)
+
+    def site_events(self, site_id: str, max_seq: int) -> list[tuple[int, dict[str, Any]]]:
+        """The ``site.*`` events of a site, with seq < max_seq."""
+        return self._about("site.", site_id, max_seq)
+
+    def proof(self, seq: int, size: int) -> list[bytes]:
+        """The inclusion proof of entry ``seq`` in the tree of ``size`` leaves."""
+        return merkle.inclusion_proof(SqlHashStore(self.conn), seq, size, tree_size=self.tree_size)
+
+
+# ---------------------------------------------------------------------------
+# The service
+
+
+class Receipt(TypedDict):
+    """The receipt of one event (the wire shape): where it is in the log and a checkpoint
+    note that includes it."""
+
+    event_id: str
+    seq: int
+    leaf_hash: str
+    checkpoint: str
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """What an append did: a receipt per envelope, in order, and the log's checkpoint after.
+
+    ``created`` is True when at least one event is new (201 rather than 200); ``new[i]``
+    says whether envelope ``i`` was appended by this call (False for a re-post or a repeat
+    within the batch).
+    """
+
+    receipts: list[Receipt]
+    checkpoint: str
+    size: int
+    created: bool
+    new: list[bool]
+
+
+class LogInfo(TypedDict):
+    """``GET /v1/log``: the log's identity and current tree head (root in hex)."""
+
+    origin: str
+    verifier_key: str
+    registrar_key: str | None
+    size: int
+    root: str
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Ledger:
+    """The ledger service over a database: appends, proofs and state queries.
+
+    ``registrar_key`` is the key trusted to sign seq 0 (None accepts any self-registered
+    registrar: set it before the first append). ``clock`` gives the time for the future-time
+    rule and the checkpoints' ``created_at``.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        origin: str,
+        log_signer: LogSigner,
+        registrar_key: str | None = None,
+        clock: Callable[[], dt.datetime] = _utc_now,
+    ) -> None:
+        """Serve the log in ``engine`` (already migrated) under ``origin``.
+
+        Raises ValueError if the log key is not named after the origin.
+        """
+        if log_signer.origin != origin:
+            raise ValueError(
+                f"The log key is named {log_signer.origin!r}, not the origin {origin!r}."
+            )
+        self.engine = engine
+        self.origin = origin
+        self.log_signer = log_signer
+        self.registrar_key = registrar_key
+        self.clock = clock
+        #: the SqlHashStore of the last operation that touched the tree (tests, metrics)
+        self.last_hash_store: SqlHashStore | None = None
+
+    @property
+    def verifier_key(self) -> str:
+        """The note verifier key that opens this log's checkpoints."""
+        return self.log_signer.verifier_key
+
+    def _hash_store(self, conn: Connection) -> SqlHashStore:
+        store = SqlHashStore(conn)
+        self.last_hash_store = store
+        return store
+
+    # -- writing -----------------------------------------------------------------------
+
+    def append(
+        self, envelopes: Sequence[object], *, batch: bool = True, check_time: bool = True
+    ) -> AppendResult:
+        """Append envelopes in order, all or nothing, in one transaction; return receipts.
+
+        ``batch`` tags an error with the failing envelope's index; ``check_time=False``
+        skips the future-time rule (an import of an existing log). Re-posted envelopes get
+        their original receipt. Raises SchemaError for an empty list, the LedgerError of the
+        first failed check otherwise, IntegrityError if the store is damaged.
+        """
+        if not envelopes:
+            raise SchemaError("The batch is empty: send at least one event.")
+        now = self.clock() if check_time else None
+        with write_transaction(self.engine) as conn:
+            state = SqlState(conn)
+            state.prefetch(envelopes)
+            staged = StagedState(state)
+            start = staged.size()
+            admitted: list[Admitted] = []
+            for index, envelope in enumerate(envelopes):
+                try:
+                    admitted.append(
+                        admit(
+                            staged,
+                            envelope,
+                            origin=self.origin,
+                            registrar_key=self.registrar_key,
+                            now=now,
+                        )
+                    )
+                except LedgerError as e:
+                    if batch:
+                        e.at(index)
+                    raise
+            new = [a for a in admitted if a.existing is None]
+            leaves = {a.event_id: merkle.leaf_hash(a.leaf_data) for a in new}
+            if new:
+                note = self._write(conn, state, staged.changes, new, leaves, start)
+                size = start + len(new)
+            else:
+                size = start
+                note = self._latest_note(conn, size)
+            receipts = self._receipts(conn, admitted, leaves, start, note)
+        return AppendResult(receipts, note, size, bool(new), [a.existing is None for a in admitted])
+
+    def append_one(self, envelope: object, *, check_time: bool = True) -> Receipt:
+        """Append one envelope (``POST /v1/events``); return its receipt.
+
+        Raises the LedgerError of the first failed check, without a batch index.
+        """
+        return self.append([envelope], batch=False, check_time=check_time).receipts[0]
+
+    def _write(
+        self,
+        conn: Connection,
+        state: SqlState,
+        changes: Changes,
+        new: list[Admitted],
+        leaves: dict[str, bytes],
+        start: int,
+    ) -> str:
+        """Write the log rows, tree nodes, projections and checkpoint; return the note."""
+        if [r.event_id for r in changes.events] != [a.event_id for a in new] or any(
+            r.seq != start + i for i, r in enumerate(changes.events)
+        ):
+            raise IntegrityError(
+                "staging_mismatch", "The staged events do not match the admitted envelopes."
+            )
+        rows = []
+        for seq, a in enumerate(new, start=start):
+            body = a.envelope["body"]
+            rows.append(
+                {
+                    "seq": seq,
+                    "event_id": a.event_id,
+                    "leaf_hash": leaves[a.event_id],
+                    "envelope": a.leaf_data,
+                    "time": body["time"],
+                    "type": body["type"],
+                    "actor": body["actor"],
+                    "subject": event_subject(body),
+                }
+            )
+        conn.execute(insert(tables.log), rows)
+        root = merkle.append_leaves(
+            self._hash_store(conn), start, [leaves[a.event_id] for a in new]
+        )
+        state.apply(changes)
+        if start == 0:
+            conn.execute(
+                insert(tables.log_meta),
+                {"key": "registrar_key", "value": new[0].envelope["signature"]["key"]},
+            )
+        checkpoint = self.log_signer.sign(start + len(new), root)
+        conn.execute(
+            insert(tables.checkpoints),
+            {
+                "size": checkpoint.size,
+                "root": checkpoint.root,
+                "note": checkpoint.note,
+                "created_at": self.clock(),
+            },
+        )
+        return checkpoint.note
+
+    def _latest_note(self, conn: Connection, size: int) -> str:
+        """The checkpoint of the current size (signed on the fly for the empty log)."""
+        if size == 0:
+            return self.log_signer.sign(0, merkle.EMPTY_ROOT).note
+        note = conn.execute(
+            select(tables.checkpoints.c.note).where(tables.checkpoints.c.size == size)
+        ).scalar()
+        if note is None:
+            raise IntegrityError(
+                "checkpoint_missing",
+                f"The log holds {size} entries but no checkpoint of that size: the store is "
+                "damaged; run the audit.",
+            )
+        return str(note)
+
+    def _receipts(
+        self,
+        conn: Connection,
+        admitted: list[Admitted],
+        leaves: dict[str, bytes],
+        start: int,
+        note: str,
+    ) -> list[Receipt]:
+        """Receipts in order: new events and repeats in this batch get ``note``; events
+        already logged get the checkpoint that first included them."""
+        old_seqs = {a.existing.seq for a in admitted if a.existing is not None}
+        old_seqs = {s for s in old_seqs if s < start}
+        old_leaves: dict[int, bytes] = {}
+        old_notes: dict[int, str] = {}
+        if old_seqs:
+            rows = conn.execute(
+                select(tables.log.c.seq, tables.log.c.leaf_hash).where(
+                    tables.log.c.seq.in_(old_seqs)
+                )
+            )
+            old_leaves = {row.seq: bytes(row.leaf_hash) for row in rows}
+            for seq in old_seqs:
+                first = conn.execute(
+                    select(tables.checkpoints.c.note)
+                    .where(tables.checkpoints.c.size > seq)
+                    .order_by(tables.checkpoints.c.size)
+                    .limit(1)
+                ).scalar()
+                if first is None or seq not in old_leaves:
+                    raise IntegrityError(
+                        "checkpoint_missing",
+                        f"No stored checkpoint includes entry {seq}: the store is damaged; "
+                        "run the audit.",
+                    )
+                old_notes[seq] = str(first)
+        receipts: list[Receipt] = []
+        new = [a for a in admitted if a.existing is None]
+        seq_of = {a.event_id: seq for seq, a in enumerate(new, start=start)}
+        for a in admitted:
+            if a.existing is None:
+                seq, leaf, checkpoint = seq_of[a.event_id], leaves[a.event_id], note
+            elif a.existing.seq >= start:  # repeated within this batch
+                seq, leaf, checkpoint = a.existing.seq, leaves[a.event_id], note
+            else:
+                seq = a.existing.seq
+                leaf, checkpoint = old_leaves[seq], old_notes[seq]
+            receipts.append(
+                {
+                    "event_id": a.event_id,
+                    "seq": seq,
+                    "leaf_hash": leaf.hex(),
+                    "checkpoint": checkpoint,
+                }
+            )
+        return receipts
+
+    # -- the log -----------------------------------------------------------------------
+
+    def log_info(self) -> LogInfo:
+        """The log's origin, verifier key, seq-0 registrar key, size and root (hex)."""
+        with read_transaction(self.engine) as conn:
+            size, root = self._head(conn)
+            registrar = conn.execute(
+                select(tables.log_meta.c.value).where(tables.log_meta.c.key == "registrar_key")
+            ).scalar()
+        return {
+            "origin": self.origin,
+            "verifier_key": self.verifier_key,
+            "registrar_key": None if registrar is None else str(registrar),
+            "size": size,
+            "root": root.hex(),
+        }
+
+    def _head(self, conn: Connection) -> tuple[int, bytes]:
+        """The latest (size, root): the largest checkpoint, every commit stores one."""
+        row = conn.execute(
+            select(tables.checkpoints.c.size, tables.checkpoints.c.root)
+            .order_by(tables.checkpoints.c.size.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            return 0, merkle.EMPTY_ROOT
+        return int(row.size), bytes(row.root)
+
+    def size(self) -> int:
+        """The number of entries in the log."""
+        with read_transaction(self.engine) as conn:
+            return log_size(conn)
+
+    def latest_checkpoint(self) -> str:
+        """The latest signed checkpoint note (the empty tree's, signed now, before seq 0)."""
+        with read_transaction(self.engine) as conn:
+            size, _ = self._head(conn)
+            return self._latest_note(conn, size)
+
+    def checkpoint_at(self, size: int) -> str | None:
+        """The stored checkpoint of exactly ``size`` entries, or None."""
+        with read_transaction(self.engine) as conn:
+            note = conn.execute(
+                select(tables.checkpoints.c.note).where(tables.checkpoints.c.size == size)
+            ).scalar()
+        return None if note is None else str(note)
+
+    def entries(
+        self, start: int = 0, limit: int | None = None
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Log entries ``{seq, event_id, leaf_hash, envelope}`` from ``start``, and the next
+        start (None at the end).
+
+        Raises SchemaError for a negative start or a limit below 1.
+        """
+        if start < 0:
+            raise SchemaError(f"start must be 0 or more, not {start}.")
+        count = _limit(limit)
+        t = tables.log
+        with read_transaction(self.engine) as conn:
+            rows = conn.execute(
+                select(t.c.seq, t.c.event_id, t.c.leaf_hash, t.c.envelope)
+                .where(t.c.seq >= start)
+                .order_by(t.c.seq)
+                .limit(count + 1)
+            ).all()
+        items = [_entry(row) for row in rows[:count]]
+        return items, (rows[count].seq if len(rows) > count else None)
+
+    def entry_by_id(self, event_id: str) -> dict[str, Any] | None:
+        """The entry ``{event_id, seq, leaf_hash, envelope}`` of an event, or None."""
+        t = tables.log
+        with read_transaction(self.engine) as conn:
+            row = conn.execute(
+                select(t.c.seq, t.c.event_id, t.c.leaf_hash, t.c.envelope).where(
+                    t.c.event_id == event_id
+                )
+            ).first()
+        return None if row is None else _entry(row)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """The RFC 9162 audit path of entry ``index`` in the tree of ``size`` entries.
+
+        Raises SchemaError unless 0 <= index < size <= the log's size.
+        """
+        with read_transaction(self.engine) as conn:
+            current = log_size(conn)
+            if not 0 <= index < size <= current:
+                raise SchemaError(
+                    f"An inclusion proof needs 0 <= index < size <= {current} (the log's size); "
+                    f"got index={index}, size={size}."
+                )
+            return merkle.inclusion_proof(self._hash_store(conn), index, size, tree_size=current)
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        """The RFC 9162 consistency proof from tree size ``first`` to ``second``.
+
+        Raises SchemaError unless 1 <= first <= second <= the log's size.
+        """
+        with read_transaction(self.engine) as conn:
+            current = log_size(conn)
+            if not 1 <= first <= second <= current:
+                raise SchemaError(
+                    f"A consistency proof needs 1 <= first <= second <= {current} (the log's "
+                    f"size); got first={first}, second={second}."
+                )
+            return merkle.consistency_proof(
+                self._hash_store(conn), first, second, tree_size=current
+            )
+
+    # -- state -------------------------------------------------------------------------
+
+    @contextmanager
+    def reader(self) -> Iterator[SqlState]:
+        """A StateReader over one read transaction (for views that read several objects).
+
+        Raises whatever the database raises.
+        """
+        with read_transaction(self.engine) as conn:
+            yield SqlState(conn)
+
+    def actor(self, actor_id: str) -> ActorState | None:
+        """An actor's state, or None."""
+        with self.reader() as state:
+            return state.actor(actor_id)
+
+    def site(self, site_id: str) -> SiteState | None:
+        """A site's state, or None."""
+        with self.reader() as state:
+            return state.site(site_id)
+
+    def lot(self, lot_id: str) -> LotState | None:
+        """A lot's state, or None."""
+        with self.reader() as state:
+            return state.lot(lot_id)
+
+    def _page(
+        self, query: Select[Any], seq_col: Any, key_col: Any, cursor: str | None, limit: int | None
+    ) -> tuple[list[Any], str | None]:
+        count = _limit(limit)
+        after_seq, after_key = _decode_cursor(cursor)
+        query = (
+            query.where(or_(seq_col > after_seq, and_(seq_col == after_seq, key_col > after_key)))
+            .order_by(seq_col, key_col)
+            .limit(count + 1)
+        )
+        with read_transaction(self.engine) as conn:
+            rows = conn.execute(query).all()
+        page = rows[:count]
+        more = len(rows) > count
+        next_cursor = _encode_cursor(page[-1].seq, page[-1].key) if more and page else None
+        return [row.doc for row in page], next_cursor
+
+    def actors(
+        self, cursor: str | None = None, limit: int | None = None
+    ) -> tuple[list[ActorState], str | None]:
+        """Actors in the order they were registered, and the next cursor (None at the end).
+
+        Raises SchemaError for a bad cursor or a limit below 1.
+        """
+        a = tables.actors
+        docs, nxt = self._page(
+            select(a.c.doc, a.c.registered_seq.label("seq"), a.c.id.label("key")),
+            a.c.registered_seq,
+            a.c.id,
+            cursor,
+            limit,
+        )
+        return [ActorState.model_validate(d) for d in docs], nxt
+
+    def sites(
+        self, operator: str | None = None, cursor: str | None = None, limit: int | None = None
+    ) -> tuple[list[SiteState], str | None]:
+        """Sites in the order they were registered (optionally one operator's), and the
+        next cursor.
+
+        Raises SchemaError for a bad cursor or a limit below 1.
+        """
+        s = tables.sites
+        query = select(s.c.doc, s.c.registered_seq.label("seq"), s.c.id.label("key"))
+        if operator is not None:
+            query = query.where(s.c.operator == operator)
+        docs, nxt = self._page(query, s.c.registered_seq, s.c.id, cursor, limit)
+        return [SiteState.model_validate(d) for d in docs], nxt
+
+    def lots(
+        self,
+        custodian: str | None = None,
+        site: str | None = None,
+        status: str | None = None,
+        risk: str | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> tuple[list[LotState], str | None]:
+        """Lots in the order they were created, filtered, and the next cursor.
+
+        ``site`` matches lots with that origin site. Raises SchemaError for an unknown
+        status or risk, a bad cursor or a limit below 1.
+        """
+        if status is not None and status not in LOT_STATUSES:
+            raise SchemaError(f"status must be one of {', '.join(sorted(LOT_STATUSES))}.")
+        if risk is not None and risk not in LOT_RISKS:
+            raise SchemaError(f"risk must be one of {', '.join(sorted(LOT_RISKS))}.")
+        t = tables.lots
+        seq_col = t.c.created_seq
+        query = select(t.c.doc, t.c.created_seq.label("seq"), t.c.lot.label("key"))
+        if site is not None:
+            ls = tables.lot_sites
+            query = query.join(ls, ls.c.lot == t.c.lot).where(ls.c.site == site)
+            seq_col = ls.c.created_seq
+        if custodian is not None:
+            query = query.where(t.c.custodian == custodian)
+        if status is not None:
+            query = query.where(t.c.status == status)
+        if risk is not None:
+            query = query.where(t.c.risk == risk)
+        docs, nxt = self._page(query, seq_col, t.c.lot, cursor, limit)
+        return [LotState.model_validate(d) for d in docs], nxt
+
+    def lot_events(
+        self, lot_id: str, cursor: str | None = None, limit: int | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The events that name a lot, oldest first, shaped as log entries, and the next
+        cursor (an unknown lot has none).
+
+        Raises SchemaError for a bad cursor or a limit below 1.
+        """
+        count = _limit(limit)
+        after, _ = _decode_cursor(cursor)
+        el, t = tables.event_lots, tables.log
+        with read_transaction(self.engine) as conn:
+            rows = conn.execute(
+                select(t.c.seq, t.c.event_id, t.c.leaf_hash, t.c.envelope)
+                .join(el, el.c.seq == t.c.seq)
+                .where(el.c.lot == lot_id, el.c.seq > after)
+                .order_by(el.c.seq)
+                .limit(count + 1)
+            ).all()
+        page = rows[:count]
+        nxt = _encode_cursor(page[-1].seq) if len(rows) > count else None
+        return [_entry(row) for row in page], nxt
+
+    def bundle(self, lot_id: str, label_at: str | None = None) -> dict[str, Any] | None:
+        """The provenance bundle of a lot at its current head (PROTOCOL.md section 7), or
+        None for an unknown lot.
+
+        Raises NotFoundError ``unknown_event`` when ``label_at`` is not on the lot's own
+        chain, IntegrityError when an event its provenance names is missing.
+        """
+        with read_transaction(self.engine) as conn:
+            state = SqlState(conn)
+            lot = state.lot(lot_id)
+            if lot is None:
+                return None
+            if label_at is not None:
+                el = tables.event_lots
+                on_chain = conn.execute(
+                    select(el.c.seq).where(el.c.lot == lot_id, el.c.event_id == label_at)
+                ).first()
+                if on_chain is None:
+                    raise NotFoundError(
+                        "unknown_event",
+                        f"The event {label_at[:12]}… is not on the chain of lot '{lot_id}'.",
+                    )
+            size, _ = self._head(conn)
+            note = self._latest_note(conn, size)
+            registrar = conn.execute(
+                select(tables.log_meta.c.value).where(tables.log_meta.c.key == "registrar_key")
+            ).scalar()
+            try:
+                return build_bundle(
+                    SqlLogReader(conn, size),
+                    lot=lot_id,
+                    head=lot.head,
+                    label_at=label_at,
+                    origin=self.origin,
+                    verifier_key=self.verifier_key,
+                    registrar_key=None if registrar is None else str(registrar),
+                    checkpoint_note=note,
+                    size=size,
+                )
+            except KeyError as e:
+                raise IntegrityError(
+                    "event_missing",
+                    f"Lot '{lot_id}' names the event {e.args[0]}, which is not in the log: the "
+                    "store is damaged; run the audit.",
+                ) from e
+
+
+# ---------------------------------------------------------------------------
+# Start-up (PROTOCOL.md section 8)
+
+
+def read_seed_file(path: str | os.PathLike[str], what: str = "log key") -> bytes | None:
+    """The 32-byte Ed25519 seed in a key file (64 hex characters), or None if there is none.
+
+    ``what`` names the key in messages. Raises IntegrityError (code ``log_key_unreadable``)
+    if the file exists but cannot be read or does not hold a 64-hex seed.
+    """
+    try:
+        content = Path(path).read_text("ascii").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeError) as e:
+        raise IntegrityError(
+            "log_key_unreadable", f"The {what} file {path} cannot be read: {e}."
+        ) from e
+    if not _HEX_SEED.fullmatch(content):
+        raise IntegrityError(
+            "log_key_unreadable",
+            f"The {what} file {path} does not hold a key (64 hex characters).",
+        )
+    return bytes.fromhex(content)
+
+
+def create_seed_file(path: str | os.PathLike[str]) -> bytes:
+    """Write a new random Ed25519 seed, in hex, to a new file of mode 0600; return the seed.
+
+    Used for the log key, and by the API for a generated registrar key. Raises
+    FileExistsError if the file exists, OSError if it cannot be written.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    seed = secrets.token_bytes(32)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(seed.hex() + "\n")
+    return seed
+
+
+def _refuse(code: str, detail: str) -> IntegrityError:
+    return IntegrityError(code, detail)
+
+
+def open_ledger(
+    url: str,
+    *,
+    origin: str,
+    log_key_file: str | os.PathLike[str],
+    registrar_key: str | None = None,
+    clock: Callable[[], dt.datetime] = _utc_now,
+    engine: Engine | None = None,
+) -> Ledger:
+    """Migrate the database, load (or, for an empty log, create) the log key, check that the
+    database's log is the configured one, and return the Ledger.
+
+    The first start records the origin and the log's public key in ``log_meta``. When
+    ``registrar_key`` is None and the log has a seq 0, seq 0's key is used. Raises
+    IntegrityError with a plain message, and starts nothing, when the log has another
+    origin or another seq-0 key than configured, or has entries and the key file is missing,
+    unreadable or holds another key.
+    """
+    own_engine = engine is None
+    engine = engine if engine is not None else make_engine(url)
+    try:
+        migrate(engine)
+        with write_transaction(engine) as conn:
+            ledger = _check_and_bind(conn, engine, origin, log_key_file, registrar_key, clock)
+    except BaseException:
+        if own_engine:
+            engine.dispose()
+        raise
+    return ledger
+
+
+def _check_and_bind(
+    conn: Connection,
+    engine: Engine,
+    origin: str,
+    log_key_file: str | os.PathLike[str],
+    registrar_key: str | None,
+    clock: Callable[[], dt.datetime],
+) -> Ledger:
+    meta = {
+        str(k): str(v)
+        for k, v in conn.execute(select(tables.log_meta.c.key, tables.log_meta.c.value))
+    }
+    size = log_size(conn)
+    latest = conn.execute(
+        select(tables.checkpoints.c.note).order_by(tables.checkpoints.c.size.desc()).limit(1)
+    ).scalar()
+    started = size > 0 or latest is not None
+
+    stored_origin = meta.get("origin")
+    if started and stored_origin is not None and stored_origin != origin:
+        raise _refuse(
+            "origin_mismatch",
+            f"This database holds the log {stored_origin!r}, but the server is configured "
+            f"with the origin {origin!r} (GOLDTRAIL_ORIGIN). A log's origin never changes: "
+            "set GOLDTRAIL_ORIGIN back, or point GOLDTRAIL_DATABASE_URL at another database.",
+        )
+    seq0_key = meta.get("registrar_key")
+    if seq0_key is None and size > 0:
+        envelope = conn.execute(select(tables.log.c.envelope).where(tables.log.c.seq == 0)).scalar()
+        if envelope is None:
+            raise _refuse("log_damaged", "The log has entries but no entry 0: run the audit.")
+        seq0_key = str(json.loads(bytes(envelope))["signature"]["key"])
+    if registrar_key is not None and seq0_key is not None and registrar_key != seq0_key:
+        raise _refuse(
+            "registrar_key_mismatch",
+            f"This log was started by the registrar key {seq0_key}, but the server is "
+            f"configured with {registrar_key} (GOLDTRAIL_REGISTRAR_KEY). Set it back to "
+            "the key of the log's first entry, or leave it unset.",
+        )
+
+    seed = read_seed_file(log_key_file)
+    if seed is None:
+        if started:
+            raise _refuse(
+                "log_key_missing",
+                f"The log key file {log_key_file} is missing, but this log already has "
+                f"{size} entries signed under its key. Restore the key file "
+                "(GOLDTRAIL_LOG_KEY_FILE): a new key would break every published checkpoint.",
+            )
+        seed = create_seed_file(log_key_file)
+    try:
+        signer = LogSigner(origin, seed)
+    except ValueError as e:
+        raise _refuse("bad_origin", f"The origin {origin!r} cannot be used: {e}") from e
+    public_hex = signer.public_key.hex()
+    if started:
+        stored_key = meta.get("log_public_key")
+        wrong = stored_key is not None and stored_key != public_hex
+        if not wrong and latest is not None:
+            try:
+                open_checkpoint(str(latest), signer.verifier_key)
+            except LedgerError:
+                wrong = True
+        if wrong:
+            raise _refuse(
+                "log_key_mismatch",
+                f"The log key file {log_key_file} holds another key than the one that signed "
+                "this log's checkpoints. Restore the original key file "
+                "(GOLDTRAIL_LOG_KEY_FILE).",
+            )
+    _upsert(
+        conn,
+        tables.log_meta,
+        [{"key": "origin", "value": origin}, {"key": "log_public_key", "value": public_hex}],
+        ["key"],
+    )
+    return Ledger(
+        engine,
+        origin=origin,
+        log_signer=signer,
+        registrar_key=registrar_key if registrar_key is not None else seq0_key,
+        clock=clock,
+    )

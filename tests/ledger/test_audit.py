@@ -1,0 +1,257 @@
+"""Tests of ledger.audit on SQLite and PostgreSQL: green on a sound log, and the exact entry,
+tree node, checkpoint or projection named when someone changes the database behind the
+store's back (dropping or disabling the append-only triggers, as only an intruder could)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import sqlalchemy.exc
+from sqlalchemy import Connection, Engine, select, text
+
+from ledger import tables
+from ledger.audit import AuditReport, audit
+from ledger.checkpoint import LogSigner
+from ledger.protocol import public_key_hex
+from ledger.store import Ledger, open_ledger
+
+NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
+
+
+def _load_factories() -> ModuleType:
+    """Import tests/factories.py by path (tests/ is not a package)."""
+    name = "goldtrail_tests_factories"
+    if name in sys.modules:
+        return sys.modules[name]
+    path = Path(__file__).resolve().parent.parent / "factories.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+factories = _load_factories()
+
+
+@cache
+def build_world() -> Any:
+    """A log with lots, transfers, a split, a merge, flags and an offer (built once, read only)."""
+    w = factories.World.standard()
+    a = w.register_lot(mass_mg=200_000).body["lot"]
+    b = w.register_lot(site="site-b", mass_mg=150_000).body["lot"]
+    c = w.register_lot(declarations={"child_labour": "non_wfcl"}).body["lot"]
+    w.transfer(a, "trader")
+    w.split(a, [100_000, 100_000])
+    w.flag(c, "bribery")
+    w.transfer(b, "trader")
+    parts = [lot for lot in w.ledger.state.lots if lot.startswith("TRD-")]
+    w.merge([parts[0], b])
+    w.offer(parts[1], "exporter")
+    return w
+
+
+@pytest.fixture
+def logged(database_url: str, tmp_path: Path) -> Iterator[tuple[Ledger, Any, Path]]:
+    """A ledger holding the world's log, appended in a few batches; and its key file."""
+    w = build_world()
+    key_file = tmp_path / "log.key"
+    led = open_ledger(
+        database_url,
+        origin=w.origin,
+        log_key_file=key_file,
+        registrar_key=public_key_hex(w.registrar_key),
+        clock=lambda: NOW,
+    )
+    try:
+        envelopes = w.envelopes()
+        for at in range(0, len(envelopes), 7):
+            led.append(envelopes[at : at + 7], check_time=False)
+        yield led, w, key_file
+    finally:
+        led.engine.dispose()
+
+
+def run_audit(led: Ledger, **kwargs: Any) -> AuditReport:
+    return audit(
+        led.engine,
+        origin=led.origin,
+        verifier_key=kwargs.pop("verifier_key", led.verifier_key),
+        registrar_key=led.registrar_key,
+        **kwargs,
+    )
+
+
+@contextmanager
+def behind_the_stores_back(engine: Engine, table: str) -> Iterator[Connection]:
+    """A transaction in which ``table``'s append-only triggers do not fire."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_update"))
+            conn.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_delete"))
+        else:
+            conn.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER ALL"))
+        yield conn
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER ALL"))
+
+
+def envelope_at(engine: Engine, seq: int) -> tuple[str, bytes]:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(tables.log.c.event_id, tables.log.c.envelope).where(tables.log.c.seq == seq)
+        ).one()
+    return str(row.event_id), bytes(row.envelope)
+
+
+def set_envelope(engine: Engine, seq: int, data: bytes) -> None:
+    with behind_the_stores_back(engine, "log") as conn:
+        conn.execute(tables.log.update().where(tables.log.c.seq == seq).values(envelope=data))
+
+
+# ---------------------------------------------------------------------------
+
+
+def test_a_sound_log_is_green(logged: tuple[Ledger, Any, Path]) -> None:
+    led, w, _ = logged
+    calls: list[tuple[int, int]] = []
+    report = run_audit(led, progress=lambda done, total: calls.append((done, total)))
+    assert report.ok, report.problems
+    size = len(w.ledger.leaves)
+    assert report.size == size
+    assert report.projections_compared
+    assert report.checkpoints == -(-size // 7)
+    assert report.tree_nodes == len(w.ledger.tree.hashes)
+    assert calls and calls[-1] == (size, size)
+    assert "sound" in report.summary()
+    # the triggers are still there after an audit
+    with pytest.raises(sqlalchemy.exc.DBAPIError), led.engine.begin() as conn:
+        conn.execute(text("DELETE FROM log"))
+
+
+def test_an_empty_log_is_green(database_url: str, tmp_path: Path) -> None:
+    led = open_ledger(database_url, origin="empty.example/log", log_key_file=tmp_path / "k")
+    try:
+        report = run_audit(led)
+    finally:
+        led.engine.dispose()
+    assert report.ok and report.size == 0
+
+
+@pytest.mark.parametrize("how", ["digit", "not_json", "reencoded"])
+def test_one_changed_envelope_byte_is_named(logged: tuple[Ledger, Any, Path], how: str) -> None:
+    led, _, _ = logged
+    seq = 17
+    eid, data = envelope_at(led.engine, seq)
+    if how == "digit":  # still canonical JSON: only the hashes and the signature tell
+        at = data.index(b'"mass_mg":') + len(b'"mass_mg":')
+        changed = data[:at] + (b"2" if data[at : at + 1] != b"2" else b"3") + data[at + 1 :]
+    elif how == "not_json":
+        changed = b" " + data[1:]
+    else:  # the same JSON, not in canonical form: a space after the first colon
+        at = data.index(b":") + 1
+        changed = data[:at] + b" " + data[at:]
+    assert changed != data
+    set_envelope(led.engine, seq, changed)
+
+    report = run_audit(led)
+    assert not report.ok
+    first = report.first_bad_entry
+    assert first is not None and report.first == first
+    assert (first.seq, first.event_id) == (seq, eid)
+    assert str(seq) in report.summary() and eid in report.summary()
+    assert all(p.seq is None or p.seq >= seq for p in report.problems if p.kind == "entry")
+    assert not report.projections_compared
+
+
+def test_a_changed_tree_node_is_named(logged: tuple[Ledger, Any, Path]) -> None:
+    led, _, _ = logged
+    with behind_the_stores_back(led.engine, "tree_nodes") as conn:
+        t = tables.tree_nodes
+        conn.execute(t.update().where(t.c.level == 2, t.c.idx == 1).values(hash=b"\x00" * 32))
+    report = run_audit(led)
+    assert not report.ok
+    assert report.first_bad_entry is None
+    first = report.first
+    assert first is not None and first.kind == "tree" and first.seq == 4
+    assert "(level 2, index 1)" in first.detail
+    assert report.projections_compared  # the entries themselves are sound
+
+
+def test_a_missing_tree_node_is_named(logged: tuple[Ledger, Any, Path]) -> None:
+    led, _, _ = logged
+    with behind_the_stores_back(led.engine, "tree_nodes") as conn:
+        t = tables.tree_nodes
+        conn.execute(t.delete().where(t.c.level == 0, t.c.idx == 9))
+    report = run_audit(led)
+    assert not report.ok
+    assert report.first is not None and report.first.kind == "tree"
+    assert "missing" in report.first.detail and "(level 0, index 9)" in report.first.detail
+
+
+def test_a_forged_checkpoint_is_named(logged: tuple[Ledger, Any, Path]) -> None:
+    led, _, key_file = logged
+    size = 14
+    c = tables.checkpoints
+    with behind_the_stores_back(led.engine, "checkpoints") as conn:
+        # signed by someone else
+        stranger = LogSigner(led.origin, b"\x09" * 32).sign(size, b"\x01" * 32)
+        conn.execute(c.update().where(c.c.size == size).values(note=stranger.note))
+    report = run_audit(led)
+    assert not report.ok
+    assert [p.kind for p in report.problems] == ["checkpoint"]
+    assert "size 14" in report.problems[0].detail
+
+    # signed with the log's own key, over a root the entries do not give
+    seed = bytes.fromhex(key_file.read_text().strip())
+    forged = LogSigner(led.origin, seed).sign(7, b"\x02" * 32)
+    with behind_the_stores_back(led.engine, "checkpoints") as conn:
+        conn.execute(c.update().where(c.c.size == 7).values(note=forged.note, root=forged.root))
+    report = run_audit(led)
+    assert [p.kind for p in report.problems] == ["checkpoint", "checkpoint"]
+    assert "size 7" in report.problems[0].detail
+    assert "the entries give" in report.problems[0].detail
+
+
+def test_another_log_key_fails_every_checkpoint(logged: tuple[Ledger, Any, Path]) -> None:
+    led, _, _ = logged
+    other = LogSigner(led.origin, b"\x03" * 32).verifier_key
+    report = run_audit(led, verifier_key=other)
+    assert not report.ok
+    assert {p.kind for p in report.problems} == {"checkpoint", "meta"}
+
+
+def test_a_gap_in_seq_is_named(logged: tuple[Ledger, Any, Path]) -> None:
+    led, _, _ = logged
+    with behind_the_stores_back(led.engine, "log") as conn:
+        conn.execute(tables.log.delete().where(tables.log.c.seq == 5))
+    report = run_audit(led)
+    assert not report.ok
+    first = report.first_bad_entry
+    assert first is not None and first.seq == 5 and "no entry 5" in first.detail
+
+
+def test_projection_drift_is_named(logged: tuple[Ledger, Any, Path]) -> None:
+    led, w, _ = logged
+    consumed = next(x for x in w.ledger.state.lots.values() if x.status == "consumed")
+    with led.engine.begin() as conn:
+        lots = tables.lots
+        conn.execute(lots.update().where(lots.c.lot == consumed.lot).values(status="active"))
+        conn.execute(tables.actor_keys.delete().where(tables.actor_keys.c.actor == "trader"))
+    report = run_audit(led)
+    assert not report.ok
+    assert report.first_bad_entry is None
+    details = [p.detail for p in report.problems]
+    assert all(p.kind == "projection" for p in report.problems)
+    assert f"lot {consumed.lot!r} differs from a replay of the log" in details
+    assert any(d.startswith("key ") and "missing" in d for d in details)
