@@ -143,9 +143,11 @@ def install_observability(app: FastAPI) -> None:
         responses={503: {"model": schemas.Health}},
     )
     def readyz() -> JSONResponse:
-        """The database answers and the log key is loaded."""
+        """The database answers, the log key is loaded, the head of the log checks out and
+        the last recorded audit did not find the log damaged (see ``Runtime.readiness``)."""
         checks = _runtime(app).readiness()
-        ok = all(v is True for v in checks.values())
+        flags = [v for v in checks.values() if isinstance(v, bool)]
+        ok = bool(flags) and all(flags) and "error" not in checks
         return JSONResponse(
             {"status": "ok" if ok else "unavailable", "checks": checks},
             status_code=200 if ok else 503,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import uvicorn
+from sqlalchemy.engine import make_url
 
 from api.observability import configure_logging
 from api.settings import Settings
@@ -29,10 +31,14 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> int:
     except ValueError as e:  # bad settings
         print(f"goldtrail: cannot start: {e}", file=sys.stderr)
         return 2
-    print(
-        f"goldtrail: serving the log {settings.origin} on http://{host}:{port} "
-        f"(database {settings.database_url})",
-        file=sys.stderr,
+    # a JSON log line like every other, with the database password hidden
+    database = make_url(settings.database_url).render_as_string(hide_password=True)
+    logging.getLogger("goldtrail.server").info(
+        "goldtrail: serving the log %s on http://%s:%s (database %s)",
+        settings.origin,
+        host,
+        port,
+        database,
     )
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
     return 0

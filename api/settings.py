@@ -14,12 +14,22 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GOLDTRAIL_", extra="ignore")
 
     database_url: str = "sqlite:///./goldtrail.db"
+    migrate_database_url: str | None = Field(
+        default=None,
+        description="the schema owner's URL: migrations run with it when set, and the server "
+        "then connects with database_url as a role that may only read and append to the log",
+    )
     registrar_key: str | None = Field(
         default=None, description="hex public key trusted to sign the seq-0 registration"
     )
     origin: str = "goldtrail.localhost/log"
     public_url: str = "http://127.0.0.1:8000"
     log_key_file: str = "./goldtrail-log.key"
+
+    @field_validator("migrate_database_url")
+    @classmethod
+    def _optional_url(cls, value: str | None) -> str | None:
+        return value or None
 
     @field_validator("registrar_key")
     @classmethod

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime as dt
+import functools
 import importlib
 import json
 import os
@@ -2465,10 +2466,16 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+@functools.cache
+def _command() -> Any:
+    """The click command tree, built once per process."""
+    return typer.main.get_command(app)
+
+
 def main(argv: Sequence[str] | None = None, hooks: Hooks | None = None) -> None:
     """The ``goldtrail`` console script: run the CLI, turning every error into one line."""
     args = _hoist_globals(sys.argv[1:] if argv is None else argv)
-    command = typer.main.get_command(app)
+    command = _command()
     code = 0
     try:
         result = command.main(args=args, prog_name="goldtrail", standalone_mode=False, obj=hooks)

@@ -30,20 +30,20 @@ JSON = Any  # a parsed JSON value: dict, list, str, int, bool or None
 
 def _refuse_float(text: str) -> Any:
     raise MalformedError(
-        f"The number {text} has a fraction or an exponent; goldtrail only accepts whole "
-        "numbers (masses in mg, money in minor units)."
+        f"The number {text} is a float (it has a fraction or an exponent); goldtrail only "
+        "accepts whole numbers (masses in mg, money in minor units)."
     )
 
 
 def _refuse_constant(text: str) -> Any:
-    raise MalformedError(f"{text} is not a number JSON allows; use whole numbers only.")
+    raise MalformedError(f"{text} is not JSON (not a number JSON allows); use whole numbers only.")
 
 
 def _checked_int(text: str) -> int:
     value = int(text)
     if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
         raise MalformedError(
-            f"The integer {text} is out of range: integers must lie within ±(2^53 − 1)."
+            f"The integer {text} is out of the integer range: integers must lie within ±(2^53 − 1)."
         )
     return value
 
@@ -53,7 +53,7 @@ def _check_string(value: str) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError as e:
         raise MalformedError(
-            "The text holds an unpaired surrogate escape, which is not valid Unicode (not UTF-8)."
+            "The text holds an unpaired surrogate escape, which is not UTF-8 (not valid Unicode)."
         ) from e
     if not unicodedata.is_normalized("NFC", value):
         raise MalformedError(
@@ -108,7 +108,7 @@ def parse_strict(data: bytes) -> JSON:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise MalformedError(
-            f"The request is not valid UTF-8 text (bad byte at position {e.start})."
+            f"The request is not UTF-8 text (bad byte at position {e.start})."
         ) from e
     if text.startswith("\ufeff"):
         raise MalformedError("The request starts with a byte-order mark; send plain UTF-8 JSON.")

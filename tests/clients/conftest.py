@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
 import re
 import sys
@@ -27,26 +26,13 @@ import nacl.signing
 import pytest
 from typer.testing import CliRunner
 
+from clients.cli import Hooks, main
+from clients.keys import MIN_LIMITS, write_key_file
 from ledger.errors import LedgerError
 from ledger.merkle import leaf_hash
 from ledger.protocol import event_id, parse_strict, public_key_hex, sign_body
 from ledger.replay import MemoryLedger
 from ledger.views import actor_view, lot_view
-
-# This folder is named ``clients`` and pytest puts ``tests/`` on sys.path, so without the
-# repository itself on sys.path ``import clients`` finds *this* folder as a namespace package
-# and ``importlib.resources.files("clients")`` (the bundled scenario) looks in the wrong
-# place. Make sure the real package wins (``pythonpath = ["."]`` in pytest's settings does
-# the same for the whole suite).
-_REPO = str(Path(__file__).resolve().parents[2])
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
-if getattr(sys.modules.get("clients"), "__file__", "") is None:
-    del sys.modules["clients"]
-importlib.import_module("clients")
-
-from clients.cli import Hooks, main  # noqa: E402
-from clients.keys import MIN_LIMITS, write_key_file  # noqa: E402
 
 ORIGIN = "test.goldtrail.example/log"
 PASSPHRASE = "correct horse battery staple"

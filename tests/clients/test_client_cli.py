@@ -640,3 +640,31 @@ def test_existing_log_events_keep_their_relations(clock: Any) -> None:
         if "licence" in event:
             assert event["licence"]["valid_until"] >= day
     assert events[1]["time"] == "2026-10-29T08:10:00Z"  # the scenario itself is untouched
+
+
+def test_terminal_qr_code_decodes_to_the_url(capsys: pytest.CaptureFixture[str]) -> None:
+    """The QR code printed in a terminal (light modules drawn) scans to the label URL."""
+    zxingcpp = pytest.importorskip("zxingcpp")
+    from PIL import Image
+
+    from clients.cli import _print_qr
+
+    url = "http://127.0.0.1:8000/l/ALP-2026-118842?at=" + "2f" * 32
+    _print_qr(url)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line]
+    # each character is two pixels, top and bottom; dark modules are left blank
+    dark = {"█": (0, 0), "▄": (1, 0), "▀": (0, 1), "\xa0": (1, 1), " ": (1, 1)}
+    width = max(len(r) for r in rows)
+    scale, margin = 8, 4
+    image = Image.new(
+        "L", ((width + 2 * margin) * scale, (2 * len(rows) + 2 * margin) * scale), 255
+    )
+    for y, row in enumerate(rows):
+        for x, char in enumerate(row):
+            for half, is_dark in enumerate(dark[char]):
+                if is_dark:
+                    top = (2 * y + half + margin) * scale
+                    left = (x + margin) * scale
+                    image.paste(0, (left, top, left + scale, top + scale))
+    found = zxingcpp.read_barcodes(image)
+    assert [code.text for code in found] == [url]

@@ -1,0 +1,1164 @@
+"""Reports and exports (issue 7): thin routes over ``ledger.reports``, ``ledger.epcis`` and
+``ledger.charts``, fed from the store by ``ledger.report_queries``.
+
+- ``GET /v1/reports/gender`` (JSON, or CSV with ``?format=csv`` / ``Accept: text/csv``),
+- ``GET /v1/reports/due-diligence`` (JSON),
+- ``GET /v1/export/epcis`` (EPCIS 2.0 JSON-LD), ``GET /v1/export/lots.csv``,
+- ``GET /reports``: the dashboard, one self-contained HTML page (inline CSS and SVG, no
+  script, nothing loaded from elsewhere) in English or French, each chart drawn on the
+  server with matplotlib and followed by the table of its numbers.
+
+Every report reads the whole log once per request, in one read snapshot. Reports show
+counts, never a person; payment and income figures about fewer than 5 people are
+suppressed by the pure core (PROTOCOL.md section 7), and nothing here adds any.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from pydantic import BaseModel, ConfigDict, Field
+
+from api import i18n, schemas
+from api.errors import PROBLEM_TYPE
+from api.i18n import t
+from api.pages import choose_language, render_error_page
+from api.runtime import Runtime
+from ledger.charts import Chart, report_charts
+from ledger.epcis import epcis_document
+from ledger.errors import SchemaError
+from ledger.report_queries import GENDER_EVENT_TYPES, report_source
+from ledger.reports import due_diligence_report, gender_csv, gender_report, lots_csv
+
+CSV_TYPE = "text/csv; charset=utf-8"
+JSON_LD = "application/ld+json"
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
+
+
+# ---------------------------------------------------------------------------
+# Response shapes (for the OpenAPI document; the pure core builds the JSON)
+
+
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Ratio(_Shape):
+    """An exact ratio; ``value`` is rounded to 4 decimals, null when the denominator is 0."""
+
+    value: float | None
+    numerator: int
+    denominator: int
+
+
+class Suppressed(_Shape):
+    """A payment or income figure withheld: it concerns fewer than 5 people."""
+
+    suppressed: Literal[True]
+    reason: str
+
+
+class WomenMen(_Shape):
+    women: int
+    men: int
+
+
+class WomenTotal(_Shape):
+    women: int
+    total: int
+
+
+class FineMg(_Shape):
+    women_led: int
+    total: int
+
+
+class PaymentShown(_Shape):
+    """Payments in one currency over registrations of groups of at least 5 people."""
+
+    currency: str
+    lots: int
+    producers: int
+    total_minor: int
+    to_women_minor: int
+    women_share_of_payments: Ratio
+    excluded_small_groups: int
+
+
+class PaymentSuppressed(_Shape):
+    """A currency whose every payment concerns a group of fewer than 5 people."""
+
+    currency: str
+    suppressed: Literal[True]
+    reason: str
+    excluded_small_groups: int
+
+
+class Registrations(_Shape):
+    """Sums over ``lot.registered`` events (counts, fine gold, payments)."""
+
+    lots: int
+    women_led_lots: int
+    producers: WomenMen
+    women_share_of_producers: Ratio
+    fine_mg: FineMg
+    women_led_fine_share: Ratio
+    payments: list[PaymentShown | PaymentSuppressed]
+
+
+class CountOfSites(_Shape):
+    women: int
+    men: int
+    sites: int
+
+
+class LeadersOfSites(_Shape):
+    women: int
+    total: int
+    sites: int
+
+
+class OwnedOfSites(_Shape):
+    pits: int
+    processing_units: int
+    sites: int
+
+
+class SiteTotals(_Shape):
+    """Sums of the site indicators over the sites of the report (no income)."""
+
+    sites: int
+    assessed: int
+    workforce: CountOfSites
+    women_share_of_workforce: Ratio
+    leadership: LeadersOfSites
+    women_share_of_leadership: Ratio
+    women_owned: OwnedOfSites
+    gbv_per_30_days: Ratio | None
+    gbv_sites: int
+
+
+class Organisation(_Shape):
+    """One organisation's declared profile and its shares."""
+
+    actor: str
+    name: str
+    country: str
+    roles: list[str]
+    status: str
+    women_led: bool | None
+    members: WomenTotal | None
+    women_share_of_members: Ratio | None
+    leaders: WomenTotal | None
+    women_share_of_leaders: Ratio | None
+
+
+class Organisations(_Shape):
+    count: int
+    women_led: int
+    women_led_share: Ratio
+    members: WomenTotal
+    women_share_of_members: Ratio
+    leaders: WomenTotal
+    women_share_of_leaders: Ratio
+    items: list[Organisation]
+
+
+class Money(_Shape):
+    amount_minor: int
+    currency: str
+
+
+class DailyIncome(_Shape):
+    """Median daily incomes, each shown only for at least 5 women (men) in the workforce."""
+
+    women: Money | Suppressed
+    men: Money | Suppressed
+    gap: Ratio | Suppressed | None
+
+
+class Owned(_Shape):
+    pits: int
+    processing_units: int
+
+
+class Gbv(_Shape):
+    count: int
+    period_days: int
+
+
+class SiteIndicators(_Shape):
+    """A site's gender indicators from its latest assessment in the period."""
+
+    workforce: WomenMen | None
+    women_share_of_workforce: Ratio | None
+    leadership: WomenTotal | None
+    women_share_of_leadership: Ratio | None
+    women_owned: Owned | None
+    daily_income_median: DailyIncome | None
+    gbv_reports: Gbv | None
+    gbv_per_30_days: Ratio | None
+    mercury_exposure_pregnant: int | None
+    womens_association: bool | None
+    grievance_mechanism: bool | None
+    scheme: str | None
+
+
+class Assessment(_Shape):
+    event_id: str
+    status: str
+    assessed_on: str
+    valid_until: str
+
+
+class SiteItem(_Shape):
+    site: str
+    name: str
+    country: str
+    operator: str
+    registrations: Registrations
+    assessment: Assessment | None
+    indicators: SiteIndicators | None
+
+
+class CooperativeItem(_Shape):
+    cooperative: str
+    name: str | None
+    country: str | None
+    sites: list[str]
+    registrations: Registrations
+    organisation: Organisation | None
+
+
+class MonthItem(_Shape):
+    month: str = Field(pattern=r"^\d{4}-\d{2}$")
+    registrations: Registrations
+
+
+class ReportFilters(_Shape):
+    """The filters the report was computed with (null: not filtered)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    date_from: str | None = Field(alias="from")
+    date_to: str | None = Field(alias="to")
+    country: str | None
+    site: str | None
+    cooperative: str | None
+
+
+class Suppression(_Shape):
+    min_group: int
+    replacement: Suppressed
+    rule: str
+
+
+class GenderReport(_Shape):
+    """The gender report: counts only, per site, per cooperative, per month and in total."""
+
+    report: Literal["gender"]
+    filters: ReportFilters
+    suppression: Suppression
+    definitions: dict[str, str]
+    registrations: Registrations
+    sites: SiteTotals
+    organisations: Organisations
+    by_site: list[SiteItem]
+    by_cooperative: list[CooperativeItem]
+    by_month: list[MonthItem]
+
+
+class ByColour(_Shape):
+    green: int
+    yellow: int
+    red: int
+    blue: int
+
+
+class DdSite(_Shape):
+    site: str
+    name: str
+    country: str
+    operator: str
+    status: Literal["green", "yellow", "red", "blue"]
+    assessed_on: str | None
+    valid_until: str | None
+
+
+class DdSites(_Shape):
+    count: int
+    by_colour: ByColour
+    items: list[DdSite]
+
+
+class ByClass(_Shape):
+    hold: int
+    high: int
+    medium: int
+
+
+class FlagCounts(_Shape):
+    total: int
+    by_class: ByClass
+    by_code: dict[str, int]
+
+
+class RiskMass(_Shape):
+    lots: int
+    mass_mg: int
+    fine_mg: int
+
+
+class MassByRisk(_Shape):
+    low: RiskMass
+    medium: RiskMass
+    high: RiskMass
+    hold: RiskMass
+
+
+class ByOutcome(_Shape):
+    unfounded: int
+    remediated: int
+
+
+class Hours(_Shape):
+    count: int
+    median: float | None
+    max: float | None
+
+
+class Resolved(_Shape):
+    count: int
+    by_outcome: ByOutcome
+    by_code: dict[str, int]
+    hours_to_resolution: Hours
+
+
+class DueDiligenceReport(_Shape):
+    """Sites by ICGLR colour, open flags, lots on hold, mass by risk; flags raised and
+    resolved in the period with the hours they took."""
+
+    report: Literal["due_diligence"]
+    today: str
+    filters: ReportFilters
+    definitions: dict[str, str]
+    sites: DdSites
+    open_flags: FlagCounts
+    lots_on_hold: list[str]
+    mass_by_risk: MassByRisk
+    flags_raised: FlagCounts
+    flags_resolved: Resolved
+
+
+class EpcisBody(BaseModel):
+    eventList: list[dict[str, Any]]  # noqa: N815 (the EPCIS name)
+
+
+class EpcisDocument(BaseModel):
+    """An EPCIS 2.0 ``EPCISDocument`` (GS1's JSON Schema describes the events)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    context: list[Any] = Field(alias="@context")
+    id: str
+    type: Literal["EPCISDocument"]
+    schemaVersion: Literal["2.0"]  # noqa: N815
+    creationDate: str  # noqa: N815
+    epcisBody: EpcisBody  # noqa: N815
+
+
+# ---------------------------------------------------------------------------
+# Query parameters
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Validated report filters."""
+
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    country: str | None = None
+    site: str | None = None
+    cooperative: str | None = None
+
+    def query(self) -> dict[str, str]:
+        """The filters as query parameters (the ones set)."""
+        pairs = {
+            "from": self.date_from.isoformat() if self.date_from else None,
+            "to": self.date_to.isoformat() if self.date_to else None,
+            "country": self.country,
+            "site": self.site,
+            "cooperative": self.cooperative,
+        }
+        return {k: v for k, v in pairs.items() if v is not None}
+
+    def kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of the pure reports."""
+        return {
+            "date_from": self.date_from,
+            "date_to": self.date_to,
+            "country": self.country,
+            "site": self.site,
+            "cooperative": self.cooperative,
+        }
+
+
+def _blank(value: str | None) -> str | None:
+    """An empty parameter (``?from=``, as an HTML form sends it) counts as absent."""
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _date(name: str, value: str | None) -> dt.date | None:
+    value = _blank(value)
+    if value is None:
+        return None
+    try:
+        if not _DAY.match(value):
+            raise ValueError(value)
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise SchemaError(
+            f"{name}: {value[:20]!r} is not a date; write it as YYYY-MM-DD, like 2026-11-01."
+        ) from None
+
+
+def period(date_from: str | None, date_to: str | None) -> tuple[dt.date | None, dt.date | None]:
+    """``from`` and ``to`` as dates; SchemaError for a bad date or ``from`` after ``to``."""
+    start, end = _date("from", date_from), _date("to", date_to)
+    if start is not None and end is not None and start > end:
+        raise SchemaError(f"from ({start}) is after to ({end}): the period would be empty.")
+    return start, end
+
+
+def parse_filters(
+    date_from: str | None = None,
+    date_to: str | None = None,
+    country: str | None = None,
+    site: str | None = None,
+    cooperative: str | None = None,
+) -> Filters:
+    """Validate the report filters. Raises SchemaError (422 ``schema``) for a bad value."""
+    start, end = period(date_from, date_to)
+    code = _blank(country)
+    if code is not None:
+        code = code.upper()
+        if not _COUNTRY.match(code):
+            raise SchemaError(
+                f"country: {code[:20]!r} is not an ISO 3166-1 alpha-2 code, like CD or UG."
+            )
+    ids: dict[str, str | None] = {"site": _blank(site), "cooperative": _blank(cooperative)}
+    for name, value in ids.items():
+        if value is not None and not _ID.match(value):
+            raise SchemaError(
+                f"{name}: {value[:70]!r} is not an id (3 to 64 lower-case letters, digits or "
+                "hyphens)."
+            )
+    return Filters(start, end, code, ids["site"], ids["cooperative"])
+
+
+_FROM = Query(
+    alias="from",
+    description="first day of the period (UTC date, inclusive), YYYY-MM-DD",
+    examples=["2026-11-01"],
+)
+_TO = Query(
+    alias="to",
+    description="last day of the period (UTC date, inclusive), YYYY-MM-DD; not before `from`",
+    examples=["2026-11-30"],
+)
+_COUNTRY_Q = Query(description="ISO 3166-1 alpha-2 country of the sites", examples=["UG"])
+_SITE_Q = Query(description="one site id", examples=["site-busia-tiira"])
+_COOP_Q = Query(description="one cooperative (actor id)", examples=["coop-busia-gold"])
+
+
+def _filters(
+    date_from: Annotated[str | None, _FROM] = None,
+    date_to: Annotated[str | None, _TO] = None,
+    country: Annotated[str | None, _COUNTRY_Q] = None,
+    site: Annotated[str | None, _SITE_Q] = None,
+    cooperative: Annotated[str | None, _COOP_Q] = None,
+) -> Filters:
+    return parse_filters(date_from, date_to, country, site, cooperative)
+
+
+FiltersDep = Annotated[Filters, Depends(_filters)]
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(_runtime)]
+
+
+def _media_ranges(accept: str | None) -> list[tuple[str, str, float]]:
+    ranges: list[tuple[str, str, float]] = []
+    for part in (accept or "").split(",")[:32]:
+        kind, *params = (p.strip() for p in part.split(";"))
+        main, _, sub = kind.lower().partition("/")
+        if not main or not sub:
+            continue
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        ranges.append((main, sub, q))
+    return ranges
+
+
+def negotiate(accept: str | None, offers: Sequence[str]) -> str:
+    """The offer the ``Accept`` header prefers (the most specific range that matches each
+    offer gives its q); a tie, no header or nothing acceptable gives the first offer."""
+    ranges = _media_ranges(accept)
+    best, best_q = offers[0], 0.0
+    for offer in offers:
+        main, _, sub = offer.partition("/")
+        found: tuple[int, float] = (0, 0.0)
+        for r_main, r_sub, q in ranges:
+            if (r_main, r_sub) == (main, sub):
+                rank = 3
+            elif (r_main, r_sub) == (main, "*"):
+                rank = 2
+            elif (r_main, r_sub) == ("*", "*"):
+                rank = 1
+            else:
+                continue
+            found = max(found, (rank, q))
+        if found[1] > best_q:
+            best, best_q = offer, found[1]
+    return best
+
+
+def _format(requested: str | None, accept: str | None, allowed: Sequence[str]) -> str:
+    """``json`` or ``csv``: ``?format=`` when given (422 if not allowed), else ``Accept``."""
+    requested = _blank(requested)
+    if requested is not None:
+        if requested.lower() not in allowed:
+            raise SchemaError(
+                f"format: {requested[:20]!r} is not one of {', '.join(allowed)}."
+            )
+        return requested.lower()
+    if "csv" in allowed and negotiate(accept, ["application/json", "text/csv"]) == "text/csv":
+        return "csv"
+    return "json"
+
+
+# ---------------------------------------------------------------------------
+# The reports, computed in one snapshot
+
+
+def compute_reports(
+    runtime: Runtime, filters: Filters, *, gender: bool = True, due_diligence: bool = True
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, int]:
+    """The gender and/or due-diligence reports and the log's size, from one read snapshot.
+
+    The gender report reads the four event types it uses; the due-diligence report reads
+    the whole log (any lot event can raise a flag). Site colours are as of today.
+    """
+    with report_source(runtime.store) as source:
+        sites = source.sites()
+        g = (
+            gender_report(
+                source.events(GENDER_EVENT_TYPES),
+                source.state,
+                sites=sites,
+                actors=source.actors(),
+                **filters.kwargs(),
+            )
+            if gender
+            else None
+        )
+        dd = (
+            due_diligence_report(
+                source.events(),
+                source.state,
+                today=runtime.today(),
+                sites=sites,
+                lots=source.lots(),
+                **filters.kwargs(),
+            )
+            if due_diligence
+            else None
+        )
+        return g, dd, source.size()
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    # the same shape as api.app._problem_responses (not imported: api.app imports us)
+    return {
+        status: {
+            "model": schemas.Problem,
+            "content": {PROBLEM_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            "description": "A problem (RFC 9457) with a machine `code`; 422 `schema` for a "
+            "bad date, `from` after `to`, a bad country, id or format.",
+        }
+        for status in statuses
+    }
+
+
+def _attachment(name: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{name}"'}
+
+
+_CSV_DOC = {"schema": {"type": "string"}}
+_FORMAT_Q = Query(
+    description="`json` (default) or `csv`; without it the `Accept` header chooses "
+    "(`text/csv` for CSV)",
+    examples=["csv"],
+)
+
+router = APIRouter()
+
+
+@router.get(
+    "/v1/reports/gender",
+    name="gender_report",
+    response_class=Response,
+    responses={
+        200: {
+            "model": GenderReport,
+            "description": "The gender report as JSON, or as long-format CSV (one indicator "
+            "per row: scope, key, indicator, currency, value, numerator, denominator, "
+            "suppressed).",
+            "content": {"text/csv": _CSV_DOC},
+        },
+        **_problems(422),
+    },
+    summary="Gender report: per site, per cooperative and monthly; counts only",
+)
+def get_gender_report(
+    request: Request,
+    runtime: RuntimeDep,
+    filters: FiltersDep,
+    format: Annotated[str | None, _FORMAT_Q] = None,  # noqa: A002 (the query name)
+) -> Response:
+    """Counts, shares and fine gold from the registrations, the sites' assessed indicators
+    and the organisations' profiles. A payment or income figure about fewer than 5 people
+    is never shown: it is replaced by ``{"suppressed": true, …}`` (PROTOCOL.md section 7).
+    """
+    kind = _format(format, request.headers.get("accept"), ("json", "csv"))
+    report, _, _ = compute_reports(runtime, filters, due_diligence=False)
+    assert report is not None
+    headers = {"Vary": "Accept"}
+    if kind == "csv":
+        return Response(
+            gender_csv(report),
+            media_type=CSV_TYPE,
+            headers=headers | _attachment("goldtrail-gender-report.csv"),
+        )
+    return JSONResponse(report, headers=headers)
+
+
+@router.get(
+    "/v1/reports/due-diligence",
+    name="due_diligence_report",
+    response_class=Response,
+    responses={
+        200: {
+            "model": DueDiligenceReport,
+            "description": "The due-diligence report (JSON).",
+        },
+        **_problems(422),
+    },
+    summary="Due-diligence report: site colours, open flags, holds, mass by risk, resolutions",
+)
+def get_due_diligence_report(
+    runtime: RuntimeDep,
+    filters: FiltersDep,
+    format: Annotated[  # noqa: A002 (the query name)
+        str | None, Query(description="`json` (the only format of this report)")
+    ] = None,
+) -> Response:
+    """Sites by ICGLR colour today, open flags by class and code, lots on hold and the mass
+    of lots in hand by risk class; over the period, the flags raised and resolved, and the
+    hours from each flag to its resolution. Filters select lots by their origin sites."""
+    _format(format, None, ("json",))
+    _, report, _ = compute_reports(runtime, filters, gender=False)
+    return JSONResponse(report)
+
+
+@router.get(
+    "/v1/export/epcis",
+    name="export_epcis",
+    response_class=Response,
+    responses={
+        200: {
+            "model": EpcisDocument,
+            "description": "An EPCIS 2.0 EPCISDocument of the lot events in the period, as "
+            "JSON-LD (application/json when that is what the client asks for).",
+            "content": {JSON_LD: {"schema": {"$ref": "#/components/schemas/EpcisDocument"}}},
+        },
+        **_problems(422),
+    },
+    summary="The lot events as an EPCIS 2.0 JSON-LD document",
+)
+def export_epcis(
+    request: Request,
+    runtime: RuntimeDep,
+    date_from: Annotated[str | None, _FROM] = None,
+    date_to: Annotated[str | None, _TO] = None,
+) -> Response:
+    """Every ``lot.*`` event whose UTC date is within the period, in log order, mapped to
+    EPCIS 2.0 (see ``ledger/epcis.py``); no payment or price is exported."""
+    start, end = period(date_from, date_to)
+    created = runtime.clock().astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with report_source(runtime.store) as source:
+        document = epcis_document(
+            source.events(),
+            source.state,
+            base_uri=runtime.settings.public_url,
+            created=created,
+            date_from=start,
+            date_to=end,
+            lots=source.lots(),
+        )
+    media = negotiate(request.headers.get("accept"), [JSON_LD, "application/json"])
+    return JSONResponse(document, media_type=media, headers={"Vary": "Accept"})
+
+
+@router.get(
+    "/v1/export/lots.csv",
+    name="export_lots_csv",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"text/csv": _CSV_DOC},
+            "description": "One row per lot, in creation order: lot, status, custodian, form, "
+            "mass_mg, fineness_ppm, risk, hold, origins, women, men, women_led_fine_mg, "
+            "origin_fine_mg, destination, head.",
+        },
+    },
+    summary="Every lot as CSV",
+)
+def export_lots_csv(runtime: RuntimeDep) -> Response:
+    """Every lot's current state with its gender summary (counts and fine gold only)."""
+    with report_source(runtime.store) as source:
+        text = lots_csv(source.lots(), source.state)
+    return Response(text, media_type=CSV_TYPE, headers=_attachment("goldtrail-lots.csv"))
+
+
+# ---------------------------------------------------------------------------
+# The dashboard
+
+_env = Environment(
+    loader=PackageLoader("api", "templates"),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+#: chart id → i18n key of its title
+CHART_TITLES = {
+    "trend-producers": "reports.chart.trend_producers",
+    "trend-payments": "reports.chart.trend_payments",
+    "site-shares": "reports.chart.site_shares",
+    "site-owned": "reports.chart.site_owned",
+    "site-income-gap": "reports.chart.site_income_gap",
+    "site-gbv": "reports.chart.site_gbv",
+    "dd-colours": "reports.chart.dd_colours",
+    "dd-mass": "reports.chart.dd_mass",
+    "dd-flags": "reports.chart.dd_flags",
+}
+#: the English series and column names ``ledger.charts`` writes → i18n key (table heads)
+SERIES = {
+    "Women's share of producers": "reports.series.women_share",
+    "Fine gold from women-led teams": "reports.series.women_led_fine",
+    "Producers (registrations)": "reports.series.producers",
+    "Workforce (assessment)": "reports.series.workforce",
+    "Fine gold, women-led teams": "reports.series.women_led_fine",
+    "Pits": "reports.series.pits",
+    "Processing units": "reports.series.units",
+    "Income gap": "reports.series.income_gap",
+    "Reports per 30 days": "reports.series.gbv",
+    "Sites": "reports.series.sites",
+    "Mass (g)": "reports.series.mass",
+    "Open flags": "reports.series.open_flags",
+    "Month": "reports.column.month",
+    "Site": "reports.column.site",
+    "Colour": "reports.column.colour",
+    "Risk": "reports.column.risk",
+    "Code": "reports.column.code",
+}
+#: shorter names for the legends inside the SVG, where a longer text would be cut off
+LEGEND = {
+    "Fine gold from women-led teams": "reports.legend.women_led_fine",
+    "Fine gold, women-led teams": "reports.legend.women_led_fine",
+    "Producers (registrations)": "reports.legend.producers",
+    "Processing units": "reports.legend.units",
+}
+_COLOUR_KEYS = {c: f"site.{c}" for c in ("green", "yellow", "red", "blue")}
+_RISK_KEYS = {r: f"risk.{r}" for r in ("low", "medium", "high", "hold")}
+_TEXT = re.compile(r"(<text\b[^>]*>)([^<]*)(</text>)")
+_TITLE = re.compile(r'(<title id="[^"]*">)([^<]*)(</title>)')
+_DESC = re.compile(r'(<desc id="[^"]*">)([^<]*)(</desc>)')
+_CELL = re.compile(r"^(-?\d+)\.(\d+)(\s.*)?$")
+
+
+@dataclass
+class PageChart:
+    """A chart on the dashboard: heading, SVG and the table of its numbers."""
+
+    id: str
+    title: str
+    svg: str
+    columns: list[str]
+    rows: list[list[str]]
+    suppressed: bool
+
+
+@dataclass
+class Fact:
+    label: str
+    values: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Dashboard:
+    lang: str
+    title: str
+    intro: str
+    period: str
+    filters: list[str]
+    form: dict[str, str]
+    downloads: list[dict[str, str]]
+    facts: list[Fact]
+    gender_charts: list[PageChart]
+    dd_charts: list[PageChart]
+    languages: list[dict[str, Any]]
+    generated: str
+
+
+def _replace_text(svg: str, mapping: Mapping[str, str], pattern: re.Pattern[str]) -> str:
+    def swap(match: re.Match[str]) -> str:
+        text = html.unescape(match.group(2))
+        if text not in mapping:
+            return match.group(0)
+        return match.group(1) + html.escape(mapping[text], quote=False) + match.group(3)
+
+    return pattern.sub(swap, svg)
+
+
+def _translate_chart(lang: str, chart: Chart) -> PageChart:
+    """The chart in ``lang``: its SVG's visible texts and accessible name, and its table.
+
+    ``ledger.charts`` writes English; another language replaces the chart's own strings
+    (title, legends, colour and risk labels, "no data") in the SVG's text nodes, with
+    legends short enough to fit where the English one was laid out.
+    """
+    suppressed = any(cell == "suppressed" for row in chart.rows for cell in row[1:])
+    if lang == "en":
+        return PageChart(
+            chart.id,
+            chart.title,
+            chart.svg,
+            list(chart.columns),
+            [list(row) for row in chart.rows],
+            suppressed,
+        )
+    title = t(lang, CHART_TITLES[chart.id]) if chart.id in CHART_TITLES else chart.title
+    labels: dict[str, str] = {}
+    if chart.id == "dd-colours":
+        labels = {k: t(lang, v) for k, v in _COLOUR_KEYS.items()}
+    elif chart.id == "dd-mass":
+        labels = {k: t(lang, v) for k, v in _RISK_KEYS.items()}
+    columns = [t(lang, SERIES[c]) if c in SERIES else c for c in chart.columns]
+    rows = [[labels.get(row[0], row[0]), *(_cell(lang, c) for c in row[1:])] for row in chart.rows]
+    texts = {chart.title: title, "no data": t(lang, "reports.no_data"), **labels}
+    for name in chart.columns[1:]:
+        key = LEGEND.get(name) or SERIES.get(name)
+        if key is not None:
+            texts[name] = t(lang, key)
+    svg = _replace_text(chart.svg, texts, _TEXT)
+    svg = _replace_text(svg, {chart.title: title}, _TITLE)
+    desc = html.escape(t(lang, "reports.chart_desc", title=title), quote=False)
+    svg = _DESC.sub(lambda m: m.group(1) + desc + m.group(3), svg, count=1)
+    return PageChart(chart.id, title, svg, columns, rows, suppressed)
+
+
+def _cell(lang: str, cell: str) -> str:
+    """A table cell of ``ledger.charts`` in ``lang`` (decimal comma, "suppressed")."""
+    if cell == "suppressed":
+        return t(lang, "reports.suppressed")
+    if lang == "fr":
+        match = _CELL.match(cell)
+        if match:
+            return f"{match.group(1)},{match.group(2)}{match.group(3) or ''}".replace(
+                " %", f"{i18n.NBSP}%"
+            )
+    return cell
+
+
+def _pct(lang: str, ratio: Mapping[str, Any] | None) -> str:
+    if ratio is None or ratio.get("value") is None:
+        return "–"
+    text = f"{float(ratio['value']) * 100:.1f}"
+    if lang == "fr":
+        text = text.replace(".", ",")
+    return f"{text}{i18n.NBSP}%"
+
+
+def _hours(lang: str, hours: float | None) -> str:
+    if hours is None:
+        return "–"
+    text = f"{hours:.1f}".removesuffix(".0")
+    if lang == "fr":
+        text = text.replace(".", ",")
+    return t(lang, "reports.hours", n=text)
+
+
+def _facts(lang: str, gender: Mapping[str, Any], dd: Mapping[str, Any]) -> list[Fact]:
+    n = i18n.integer
+    reg = gender["registrations"]
+    facts = [
+        Fact(
+            t(lang, "reports.fact.lots"),
+            [
+                t(
+                    lang,
+                    "reports.fact.lots_value",
+                    lots=n(lang, reg["lots"]),
+                    women_led=n(lang, reg["women_led_lots"]),
+                )
+            ],
+        ),
+        Fact(
+            t(lang, "reports.fact.producers"),
+            [
+                t(
+                    lang,
+                    "reports.fact.producers_value",
+                    women=n(lang, reg["producers"]["women"]),
+                    men=n(lang, reg["producers"]["men"]),
+                    share=_pct(lang, reg["women_share_of_producers"]),
+                )
+            ],
+        ),
+        Fact(
+            t(lang, "reports.fact.fine"),
+            [
+                t(
+                    lang,
+                    "reports.fact.fine_value",
+                    share=_pct(lang, reg["women_led_fine_share"]),
+                    women_led=i18n.short_mass(lang, reg["fine_mg"]["women_led"]),
+                    total=i18n.short_mass(lang, reg["fine_mg"]["total"]),
+                )
+            ],
+        ),
+    ]
+    payments = []
+    for p in reg["payments"]:
+        if p.get("suppressed"):
+            payments.append(t(lang, "reports.fact.payment_withheld", currency=p["currency"]))
+        else:
+            payments.append(
+                t(
+                    lang,
+                    "reports.fact.payment_value",
+                    currency=p["currency"],
+                    share=_pct(lang, p["women_share_of_payments"]),
+                    producers=n(lang, p["producers"]),
+                )
+            )
+    excluded = sum(p["excluded_small_groups"] for p in reg["payments"])
+    if excluded:
+        payments.append(t(lang, "reports.fact.excluded", n=n(lang, excluded)))
+    facts.append(
+        Fact(t(lang, "reports.fact.payments"), payments or [t(lang, "reports.fact.no_payments")])
+    )
+    colours = dd["sites"]["by_colour"]
+    facts.append(
+        Fact(
+            t(lang, "reports.fact.sites"),
+            [", ".join(f"{t(lang, f'site.{c}')} {n(lang, k)}" for c, k in colours.items())],
+        )
+    )
+    flags = dd["open_flags"]
+    facts.append(
+        Fact(
+            t(lang, "reports.fact.open_flags"),
+            [
+                t(
+                    lang,
+                    "reports.fact.open_flags_value",
+                    total=n(lang, flags["total"]),
+                    **{c: n(lang, v) for c, v in flags["by_class"].items()},
+                )
+            ],
+        )
+    )
+    facts.append(
+        Fact(
+            t(lang, "reports.fact.on_hold"),
+            [", ".join(dd["lots_on_hold"]) or t(lang, "reports.fact.none")],
+        )
+    )
+    resolved = dd["flags_resolved"]
+    hours = resolved["hours_to_resolution"]
+    facts.append(
+        Fact(
+            t(lang, "reports.fact.resolved"),
+            [
+                t(
+                    lang,
+                    "reports.fact.resolved_value",
+                    count=n(lang, resolved["count"]),
+                    median=_hours(lang, hours["median"]),
+                    max=_hours(lang, hours["max"]),
+                )
+                if hours["count"]
+                else n(lang, resolved["count"])
+            ],
+        )
+    )
+    return facts
+
+
+def _with_query(path: str, params: Mapping[str, str]) -> str:
+    return path + ("?" + urlencode(params) if params else "")
+
+
+def render_dashboard(
+    lang: str,
+    gender: Mapping[str, Any],
+    dd: Mapping[str, Any],
+    filters: Filters,
+    *,
+    origin: str,
+    size: int,
+) -> str:
+    """The dashboard page for the two reports, as one self-contained HTML document."""
+    lang = i18n.language(lang)
+    charts = [_translate_chart(lang, c) for c in report_charts(gender, dd)]
+    query = filters.query()
+    if filters.date_from and filters.date_to:
+        when = t(
+            lang,
+            "reports.period.range",
+            start=i18n.date(lang, query["from"]),
+            end=i18n.date(lang, query["to"]),
+        )
+    elif filters.date_from:
+        when = t(lang, "reports.period.from", start=i18n.date(lang, query["from"]))
+    elif filters.date_to:
+        when = t(lang, "reports.period.to", end=i18n.date(lang, query["to"]))
+    else:
+        when = t(lang, "reports.period.all")
+    chosen = []
+    if filters.country:
+        chosen.append(
+            t(lang, "reports.filter.country", country=i18n.country(lang, filters.country))
+        )
+    if filters.site:
+        chosen.append(t(lang, "reports.filter.site", site=filters.site))
+    if filters.cooperative:
+        chosen.append(t(lang, "reports.filter.cooperative", cooperative=filters.cooperative))
+
+    def link(path: str, **extra: str) -> str:
+        return _with_query(path, {**query, **extra})
+
+    downloads = [
+        {"href": link("/v1/reports/gender"), "text": t(lang, "reports.download.gender_json")},
+        {
+            "href": link("/v1/reports/gender", format="csv"),
+            "text": t(lang, "reports.download.gender_csv"),
+        },
+        {
+            "href": link("/v1/reports/due-diligence"),
+            "text": t(lang, "reports.download.dd_json"),
+        },
+        {
+            "href": _with_query("/v1/export/epcis", {k: query[k] for k in ("from", "to") if k in query}),
+            "text": t(lang, "reports.download.epcis"),
+        },
+        {"href": "/v1/export/lots.csv", "text": t(lang, "reports.download.lots_csv")},
+    ]
+    languages = [
+        {
+            "code": code,
+            "name": t(code, "page.lang_name"),
+            "href": "?" + urlencode({**query, "lang": code}),
+            "current": code == lang,
+        }
+        for code in i18n.LANGUAGES
+    ]
+    page = Dashboard(
+        lang=lang,
+        title=t(lang, "reports.title"),
+        intro=t(lang, "reports.intro", origin=origin, size=i18n.integer(lang, size)),
+        period=when,
+        filters=chosen,
+        form={
+            "from": query.get("from", ""),
+            "to": query.get("to", ""),
+            "country": filters.country or "",
+            "site": filters.site or "",
+            "cooperative": filters.cooperative or "",
+        },
+        downloads=downloads,
+        facts=_facts(lang, gender, dd),
+        gender_charts=[c for c in charts if not c.id.startswith("dd-")],
+        dd_charts=[c for c in charts if c.id.startswith("dd-")],
+        languages=languages,
+        generated=t(lang, "reports.generated", date=i18n.date(lang, str(dd["today"]))),
+    )
+
+    def translate(key: str, **values: object) -> str:
+        return t(lang, key, **values)
+
+    return _env.get_template("reports.html").render(lang=lang, page=page, t=translate)
+
+
+@router.get(
+    "/reports",
+    name="reports_page",
+    response_class=HTMLResponse,
+    responses={422: {"content": {"text/html": {}}, "description": "Filters that cannot be used."}},
+    summary="The reports dashboard (HTML, English or French)",
+)
+def reports_page(
+    request: Request,
+    runtime: RuntimeDep,
+    date_from: Annotated[str | None, _FROM] = None,
+    date_to: Annotated[str | None, _TO] = None,
+    country: Annotated[str | None, _COUNTRY_Q] = None,
+    site: Annotated[str | None, _SITE_Q] = None,
+    cooperative: Annotated[str | None, _COOP_Q] = None,
+    lang: Annotated[str | None, Query(max_length=8, description="`en` or `fr`")] = None,
+) -> HTMLResponse:
+    """The gender and due-diligence reports as charts (SVG drawn on the server), each with
+    the table of its numbers; one self-contained page, readable on a phone."""
+    language = choose_language(request.headers.get("accept-language"), lang)
+    try:
+        filters = parse_filters(date_from, date_to, country, site, cooperative)
+    except SchemaError as e:
+        page = render_error_page(
+            language,
+            t(language, "reports.bad_filters.title"),
+            t(language, "reports.bad_filters.detail", detail=e.detail),
+        )
+        return HTMLResponse(page, status_code=422)
+    gender, dd, size = compute_reports(runtime, filters)
+    assert gender is not None and dd is not None
+    page = render_dashboard(language, gender, dd, filters, origin=runtime.store.origin, size=size)
+    return HTMLResponse(page, headers={"Vary": "Accept-Language"})
