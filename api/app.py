@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ from api.body import BATCH_LIMIT, EVENT_LIMIT, read_batch, read_event
 from api.errors import PROBLEM_TYPE, install_error_handlers
 from api.observability import install_observability
 from api.qr import label_png, label_url, qr_png, qr_svg
+from api.reports import router as reports_router
 from api.runtime import Runtime
 from api.settings import Settings
 from ledger.errors import NotFoundError
@@ -23,6 +25,14 @@ from ledger.protocol import canonical
 
 ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 422)
 LIMIT_DEFAULT, LIMIT_MAX = 100, 1000
+#: the largest seq a database integer holds (larger query values would make it fail: 422)
+SEQ_MAX = 2**63 - 1
+# Identifiers (PROTOCOL.md section 1): a path naming anything else cannot name an existing
+# object, so it is 404 without asking the database (which may refuse e.g. a NUL byte).
+ACTOR_ID = re.compile(r"[a-z0-9][a-z0-9-]{2,63}")
+LOT_ID = re.compile(r"[A-Z0-9][A-Z0-9-]{3,47}")
+EVENT_ID = re.compile(r"[0-9a-f]{64}")
+ACTOR_ID_PATTERN = "^[a-z0-9][a-z0-9-]{2,63}$"
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -122,7 +132,7 @@ async def append_batch(request: Request, runtime: RuntimeDep) -> JSONResponse:
 )
 def get_event(event_id: str, runtime: RuntimeDep) -> dict[str, Any]:
     """One logged event with its place in the log."""
-    entry = runtime.ledger.entry_by_id(event_id)
+    entry = runtime.ledger.entry_by_id(event_id) if EVENT_ID.fullmatch(event_id) else None
     if entry is None:
         raise NotFoundError("unknown_event", f"There is no event {event_id[:16]} in this log.")
     return entry
@@ -131,7 +141,8 @@ def get_event(event_id: str, runtime: RuntimeDep) -> dict[str, Any]:
 @router.get("/log", name="get_log", response_model=schemas.LogInfo)
 def get_log(runtime: RuntimeDep) -> dict[str, Any]:
     """The log's origin, verifier key, registrar key, size and root."""
-    return runtime.ledger.log_info()
+    # public_url is an addition to section 6: clients print QR codes with the same URL
+    return {**runtime.ledger.log_info(), "public_url": runtime.settings.public_url}
 
 
 @router.get(
@@ -158,7 +169,7 @@ def get_checkpoint(runtime: RuntimeDep) -> Response:
 )
 def list_entries(
     runtime: RuntimeDep,
-    start: Annotated[int, Query(ge=0)] = 0,
+    start: Annotated[int, Query(ge=0, le=SEQ_MAX)] = 0,
     limit: Limit = LIMIT_DEFAULT,
 ) -> dict[str, Any]:
     """Log entries from ``start``, oldest first."""
@@ -220,7 +231,7 @@ def list_actors(
 )
 def get_actor(actor_id: str, runtime: RuntimeDep) -> dict[str, Any]:
     """One actor with its roles, keys and their history, licence, profile and status."""
-    actor = runtime.ledger.actor(actor_id)
+    actor = runtime.ledger.actor(actor_id) if ACTOR_ID.fullmatch(actor_id) else None
     if actor is None:
         raise NotFoundError("unknown_actor", f"There is no actor '{actor_id}' in this log.")
     return actor
@@ -245,7 +256,11 @@ def list_sites(
 )
 def get_site(site_id: str, runtime: RuntimeDep) -> dict[str, Any]:
     """One site with its current ICGLR colour and latest indicators."""
-    site = runtime.ledger.site(site_id, today=runtime.today())
+    site = (
+        runtime.ledger.site(site_id, today=runtime.today())
+        if ACTOR_ID.fullmatch(site_id)  # site ids follow the actor id pattern
+        else None
+    )
     if site is None:
         raise NotFoundError("unknown_site", f"There is no site '{site_id}' in this log.")
     return site
@@ -256,8 +271,8 @@ def get_site(site_id: str, runtime: RuntimeDep) -> dict[str, Any]:
 )
 def list_lots(
     runtime: RuntimeDep,
-    custodian: Annotated[str | None, Query(max_length=64)] = None,
-    site: Annotated[str | None, Query(max_length=64)] = None,
+    custodian: Annotated[str | None, Query(pattern=ACTOR_ID_PATTERN)] = None,
+    site: Annotated[str | None, Query(pattern=ACTOR_ID_PATTERN)] = None,
     status: Annotated[str | None, Query(pattern="^(active|offered|consumed)$")] = None,
     risk: Annotated[str | None, Query(pattern="^(low|medium|high|hold)$")] = None,
     limit: Limit = LIMIT_DEFAULT,
@@ -276,7 +291,7 @@ def list_lots(
 
 
 def _need_lot(runtime: Runtime, lot_id: str) -> dict[str, Any]:
-    lot = runtime.ledger.lot(lot_id)
+    lot = runtime.ledger.lot(lot_id) if LOT_ID.fullmatch(lot_id) else None
     if lot is None:
         raise NotFoundError("unknown_lot", f"There is no lot '{lot_id}' in this log.")
     return lot
@@ -415,6 +430,7 @@ def build_app() -> FastAPI:
     install_observability(app)
     app.include_router(router)
     app.include_router(pages)
+    app.include_router(reports_router)
     return app
 
 

@@ -226,6 +226,113 @@ EN: dict[str, str] = {
         "not genuine."
     ),
     "error.back": "Gold traceability by goldtrail",
+    # reports dashboard (issue 7)
+    "reports.title": "Gold reports: gender and due diligence",
+    "reports.intro": (
+        "Computed from the public log {origin} ({size} entries). The reports count; they "
+        "never name or single out a person. A payment or income figure is shown only when "
+        "it concerns at least 5 people."
+    ),
+    "reports.period.all": "Period: the whole log",
+    "reports.period.range": "Period: {start} to {end}",
+    "reports.period.from": "Period: from {start}",
+    "reports.period.to": "Period: up to {end}",
+    "reports.filter.country": "Country: {country}",
+    "reports.filter.site": "Site: {site}",
+    "reports.filter.cooperative": "Cooperative: {cooperative}",
+    "reports.filters": "Filters",
+    "reports.field.from": "From",
+    "reports.field.to": "To",
+    "reports.field.country": "Country (code, e.g. CD)",
+    "reports.field.site": "Site (id)",
+    "reports.field.cooperative": "Cooperative (id)",
+    "reports.apply": "Show",
+    "reports.clear": "Clear the filters",
+    "reports.downloads": "Download the data",
+    "reports.download.gender_json": "Gender report (JSON)",
+    "reports.download.gender_csv": "Gender report (CSV)",
+    "reports.download.dd_json": "Due-diligence report (JSON)",
+    "reports.download.epcis": "Lot events, EPCIS 2.0 (JSON-LD)",
+    "reports.download.lots_csv": "Every lot (CSV)",
+    "reports.facts.heading": "Key figures",
+    "reports.fact.lots": "Lots registered",
+    "reports.fact.lots_value": "{lots}, of which {women_led} by women-led teams",
+    "reports.fact.producers": "Producers",
+    "reports.fact.producers_value": "{women} women and {men} men ({share} women)",
+    "reports.fact.fine": "Fine gold from women-led teams",
+    "reports.fact.fine_value": "{share} ({women_led} of {total})",
+    "reports.fact.payments": "Payments put into women's hands",
+    "reports.fact.payment_value": "{currency}: {share} (groups totalling {producers} producers)",
+    "reports.fact.payment_withheld": "{currency}: withheld (fewer than 5 people)",
+    "reports.fact.excluded": (
+        "Registrations of fewer than 5 people, left out of every payment figure: {n}"
+    ),
+    "reports.fact.no_payments": "No payment recorded",
+    "reports.fact.sites": "Sites by ICGLR colour (today)",
+    "reports.fact.open_flags": "Open flags",
+    "reports.fact.open_flags_value": "{total} (hold {hold}, high {high}, medium {medium})",
+    "reports.fact.on_hold": "Lots on hold",
+    "reports.fact.none": "None",
+    "reports.fact.resolved": "Flags resolved in the period",
+    "reports.fact.resolved_value": "{count}; time to resolve: median {median}, longest {max}",
+    "reports.hours": "{n} h",
+    "reports.gender.heading": "Gender",
+    "reports.gender.intro": (
+        "Women's part in production, in payments and at the mine sites. Shares from "
+        "registrations count the producers of each lot; site figures come from each site's "
+        "latest assessment."
+    ),
+    "reports.dd.heading": "Due diligence",
+    "reports.dd.intro": (
+        "Site colours as of today; open flags and holds on the lots still in hand (not "
+        "consumed), chosen by their origin sites."
+    ),
+    "reports.table.caption": "The numbers of the chart: {title}",
+    "reports.suppressed": "suppressed",
+    "reports.suppressed_note": (
+        "suppressed: withheld because the figure concerns fewer than 5 people. –: no data."
+    ),
+    "reports.no_data": "no data",
+    "reports.chart_desc": (
+        "{title}. Series: {series}. The numbers are in the table that goes with the chart."
+    ),
+    "reports.chart.trend_producers": "Women in production, by month",
+    "reports.chart.trend_payments": "Share of payments into women's hands, by month",
+    "reports.chart.site_shares": "Women's shares per site",
+    "reports.chart.site_owned": "Women-owned pits and processing units per site",
+    "reports.chart.site_income_gap": "Gap in median daily income, women vs men (1 − women/men)",
+    "reports.chart.site_gbv": "Reports of gender-based violence per 30 days, per site",
+    "reports.chart.dd_colours": "Sites by ICGLR colour",
+    "reports.chart.dd_mass": "Mass of lots in hand by risk class (g)",
+    "reports.chart.dd_flags": "Open flags by code",
+    "reports.series.women_share": "Women's share of producers",
+    "reports.series.women_led_fine": "Fine gold from women-led teams",
+    "reports.series.producers": "Producers (registrations)",
+    "reports.series.workforce": "Workforce (assessment)",
+    "reports.series.pits": "Pits",
+    "reports.series.units": "Processing units",
+    "reports.series.income_gap": "Income gap",
+    "reports.series.gbv": "Reports per 30 days",
+    "reports.series.sites": "Sites",
+    "reports.series.mass": "Mass (g)",
+    "reports.series.open_flags": "Open flags",
+    "reports.legend.women_share": "Women's share of producers",
+    "reports.legend.women_led_fine": "Fine gold, women-led teams",
+    "reports.legend.producers": "Producers (registrations)",
+    "reports.legend.units": "Processing units",
+    "reports.column.month": "Month",
+    "reports.column.site": "Site",
+    "reports.column.colour": "Colour",
+    "reports.column.risk": "Risk",
+    "reports.column.code": "Code",
+    "reports.bad_filters.title": "These filters cannot be used",
+    "reports.bad_filters.detail": (
+        "Check the dates (YYYY-MM-DD, the first not after the last), the country code and "
+        "the ids. Details: {detail}"
+    ),
+    "reports.generated": (
+        "Site colours as of {date}; the reports are computed from the log at each visit."
+    ),
 }
 
 FR: dict[str, str] = {
@@ -449,6 +556,123 @@ FR: dict[str, str] = {
         "peut-être abîmée ou contrefaite."
     ),
     "error.back": "Traçabilité de l'or par goldtrail",
+    # reports dashboard (issue 7)
+    "reports.title": "Rapports sur l'or : genre et devoir de diligence",
+    "reports.intro": (
+        "Calculés à partir du journal public {origin} ({size} entrées). Les rapports "
+        "comptent ; ils ne nomment ni n'isolent jamais une personne. Un chiffre de paiement "
+        "ou de revenu n'est montré que s'il concerne au moins 5 personnes."
+    ),
+    "reports.period.all": "Période : tout le journal",
+    "reports.period.range": "Période : du {start} au {end}",
+    "reports.period.from": "Période : à partir du {start}",
+    "reports.period.to": "Période : jusqu'au {end}",
+    "reports.filter.country": "Pays : {country}",
+    "reports.filter.site": "Site : {site}",
+    "reports.filter.cooperative": "Coopérative : {cooperative}",
+    "reports.filters": "Filtres",
+    "reports.field.from": "Du",
+    "reports.field.to": "Au",
+    "reports.field.country": "Pays (code, p. ex. CD)",
+    "reports.field.site": "Site (identifiant)",
+    "reports.field.cooperative": "Coopérative (identifiant)",
+    "reports.apply": "Afficher",
+    "reports.clear": "Effacer les filtres",
+    "reports.downloads": "Télécharger les données",
+    "reports.download.gender_json": "Rapport genre (JSON)",
+    "reports.download.gender_csv": "Rapport genre (CSV)",
+    "reports.download.dd_json": "Rapport de devoir de diligence (JSON)",
+    "reports.download.epcis": "Événements des lots, EPCIS 2.0 (JSON-LD)",
+    "reports.download.lots_csv": "Tous les lots (CSV)",
+    "reports.facts.heading": "Chiffres clés",
+    "reports.fact.lots": "Lots enregistrés",
+    "reports.fact.lots_value": "{lots}, dont {women_led} par des équipes dirigées par des femmes",
+    "reports.fact.producers": "Productrices et producteurs",
+    "reports.fact.producers_value": "{women} femmes et {men} hommes ({share} de femmes)",
+    "reports.fact.fine": "Or fin des équipes dirigées par des femmes",
+    "reports.fact.fine_value": "{share} ({women_led} sur {total})",
+    "reports.fact.payments": "Paiements remis aux femmes",
+    "reports.fact.payment_value": (
+        "{currency} : {share} (groupes totalisant {producers} productrices et producteurs)"
+    ),
+    "reports.fact.payment_withheld": "{currency} : masqué (moins de 5 personnes)",
+    "reports.fact.excluded": (
+        "Enregistrements de moins de 5 personnes, exclus de tout chiffre de paiement : {n}"
+    ),
+    "reports.fact.no_payments": "Aucun paiement enregistré",
+    "reports.fact.sites": "Sites par couleur CIRGL (aujourd'hui)",
+    "reports.fact.open_flags": "Signalements ouverts",
+    "reports.fact.open_flags_value": "{total} (blocage {hold}, élevé {high}, moyen {medium})",
+    "reports.fact.on_hold": "Lots bloqués",
+    "reports.fact.none": "Aucun",
+    "reports.fact.resolved": "Signalements résolus sur la période",
+    "reports.fact.resolved_value": (
+        "{count} ; délai de résolution : médiane {median}, le plus long {max}"
+    ),
+    "reports.hours": "{n} h",
+    "reports.gender.heading": "Genre",
+    "reports.gender.intro": (
+        "La place des femmes dans la production, dans les paiements et sur les sites miniers. "
+        "Les parts issues des enregistrements comptent les productrices et producteurs de "
+        "chaque lot ; les chiffres des sites viennent de leur dernière évaluation."
+    ),
+    "reports.dd.heading": "Devoir de diligence",
+    "reports.dd.intro": (
+        "Couleurs des sites à ce jour ; signalements ouverts et blocages sur les lots encore "
+        "en circulation (non consommés), choisis par leurs sites d'origine."
+    ),
+    "reports.table.caption": "Les chiffres du graphique : {title}",
+    "reports.suppressed": "masqué",
+    "reports.suppressed_note": (
+        "masqué : chiffre retenu car il concerne moins de 5 personnes. – : pas de donnée."
+    ),
+    "reports.no_data": "aucune donnée",
+    "reports.chart_desc": (
+        "{title}. Séries : {series}. Les chiffres sont dans le tableau qui accompagne le "
+        "graphique."
+    ),
+    "reports.chart.trend_producers": "Les femmes dans la production, par mois",
+    "reports.chart.trend_payments": "Part des paiements remis aux femmes, par mois",
+    "reports.chart.site_shares": "Parts des femmes par site",
+    "reports.chart.site_owned": "Puits et unités de traitement détenus par des femmes, par site",
+    "reports.chart.site_income_gap": (
+        "Écart de revenu journalier médian, femmes et hommes (1 − femmes/hommes)"
+    ),
+    "reports.chart.site_gbv": (
+        "Signalements de violences basées sur le genre par 30 jours, par site"
+    ),
+    "reports.chart.dd_colours": "Sites par couleur CIRGL",
+    "reports.chart.dd_mass": "Masse des lots en circulation par classe de risque (g)",
+    "reports.chart.dd_flags": "Signalements ouverts par code",
+    "reports.series.women_share": "Part des femmes parmi les producteurs",
+    "reports.series.women_led_fine": "Or fin des équipes dirigées par des femmes",
+    "reports.series.producers": "Producteurs (enregistrements)",
+    "reports.series.workforce": "Main-d'œuvre (évaluation)",
+    "reports.series.pits": "Puits",
+    "reports.series.units": "Unités de traitement",
+    "reports.series.income_gap": "Écart de revenu",
+    "reports.series.gbv": "Signalements par 30 jours",
+    "reports.series.sites": "Sites",
+    "reports.series.mass": "Masse (g)",
+    "reports.series.open_flags": "Signalements ouverts",
+    "reports.legend.women_share": "Femmes parmi les producteurs",
+    "reports.legend.women_led_fine": "Or fin, équipes de femmes",
+    "reports.legend.producers": "Producteurs (lots)",
+    "reports.legend.units": "Unités",
+    "reports.column.month": "Mois",
+    "reports.column.site": "Site",
+    "reports.column.colour": "Couleur",
+    "reports.column.risk": "Risque",
+    "reports.column.code": "Code",
+    "reports.bad_filters.title": "Ces filtres ne peuvent pas être utilisés",
+    "reports.bad_filters.detail": (
+        "Vérifiez les dates (AAAA-MM-JJ, la première au plus tard égale à la dernière), le "
+        "code du pays et les identifiants. Détails : {detail}"
+    ),
+    "reports.generated": (
+        "Couleurs des sites au {date} ; les rapports sont calculés à partir du journal à "
+        "chaque visite."
+    ),
 }
 
 STRINGS: dict[str, dict[str, str]] = {"en": EN, "fr": FR}

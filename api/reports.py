@@ -54,7 +54,7 @@ class _Shape(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Ratio(_Shape):
+class ReportRatio(_Shape):
     """An exact ratio; ``value`` is rounded to 4 decimals, null when the denominator is 0."""
 
     value: float | None
@@ -62,29 +62,29 @@ class Ratio(_Shape):
     denominator: int
 
 
-class Suppressed(_Shape):
+class ReportSuppressed(_Shape):
     """A payment or income figure withheld: it concerns fewer than 5 people."""
 
     suppressed: Literal[True]
     reason: str
 
 
-class WomenMen(_Shape):
+class ReportWomenMen(_Shape):
     women: int
     men: int
 
 
-class WomenTotal(_Shape):
+class ReportWomenTotal(_Shape):
     women: int
     total: int
 
 
-class FineMg(_Shape):
+class ReportFineMg(_Shape):
     women_led: int
     total: int
 
 
-class PaymentShown(_Shape):
+class ReportPayment(_Shape):
     """Payments in one currency over registrations of groups of at least 5 people."""
 
     currency: str
@@ -92,11 +92,11 @@ class PaymentShown(_Shape):
     producers: int
     total_minor: int
     to_women_minor: int
-    women_share_of_payments: Ratio
+    women_share_of_payments: ReportRatio
     excluded_small_groups: int
 
 
-class PaymentSuppressed(_Shape):
+class ReportPaymentSuppressed(_Shape):
     """A currency whose every payment concerns a group of fewer than 5 people."""
 
     currency: str
@@ -105,51 +105,51 @@ class PaymentSuppressed(_Shape):
     excluded_small_groups: int
 
 
-class Registrations(_Shape):
+class ReportRegistrations(_Shape):
     """Sums over ``lot.registered`` events (counts, fine gold, payments)."""
 
     lots: int
     women_led_lots: int
-    producers: WomenMen
-    women_share_of_producers: Ratio
-    fine_mg: FineMg
-    women_led_fine_share: Ratio
-    payments: list[PaymentShown | PaymentSuppressed]
+    producers: ReportWomenMen
+    women_share_of_producers: ReportRatio
+    fine_mg: ReportFineMg
+    women_led_fine_share: ReportRatio
+    payments: list[ReportPayment | ReportPaymentSuppressed]
 
 
-class CountOfSites(_Shape):
+class ReportWorkforceSum(_Shape):
     women: int
     men: int
     sites: int
 
 
-class LeadersOfSites(_Shape):
+class ReportLeadershipSum(_Shape):
     women: int
     total: int
     sites: int
 
 
-class OwnedOfSites(_Shape):
+class ReportWomenOwnedSum(_Shape):
     pits: int
     processing_units: int
     sites: int
 
 
-class SiteTotals(_Shape):
+class ReportSiteTotals(_Shape):
     """Sums of the site indicators over the sites of the report (no income)."""
 
     sites: int
     assessed: int
-    workforce: CountOfSites
-    women_share_of_workforce: Ratio
-    leadership: LeadersOfSites
-    women_share_of_leadership: Ratio
-    women_owned: OwnedOfSites
-    gbv_per_30_days: Ratio | None
+    workforce: ReportWorkforceSum
+    women_share_of_workforce: ReportRatio
+    leadership: ReportLeadershipSum
+    women_share_of_leadership: ReportRatio
+    women_owned: ReportWomenOwnedSum
+    gbv_per_30_days: ReportRatio | None
     gbv_sites: int
 
 
-class Organisation(_Shape):
+class ReportOrganisation(_Shape):
     """One organisation's declared profile and its shares."""
 
     actor: str
@@ -158,92 +158,92 @@ class Organisation(_Shape):
     roles: list[str]
     status: str
     women_led: bool | None
-    members: WomenTotal | None
-    women_share_of_members: Ratio | None
-    leaders: WomenTotal | None
-    women_share_of_leaders: Ratio | None
+    members: ReportWomenTotal | None
+    women_share_of_members: ReportRatio | None
+    leaders: ReportWomenTotal | None
+    women_share_of_leaders: ReportRatio | None
 
 
-class Organisations(_Shape):
+class ReportOrganisations(_Shape):
     count: int
     women_led: int
-    women_led_share: Ratio
-    members: WomenTotal
-    women_share_of_members: Ratio
-    leaders: WomenTotal
-    women_share_of_leaders: Ratio
-    items: list[Organisation]
+    women_led_share: ReportRatio
+    members: ReportWomenTotal
+    women_share_of_members: ReportRatio
+    leaders: ReportWomenTotal
+    women_share_of_leaders: ReportRatio
+    items: list[ReportOrganisation]
 
 
-class Money(_Shape):
+class ReportMoney(_Shape):
     amount_minor: int
     currency: str
 
 
-class DailyIncome(_Shape):
+class ReportDailyIncome(_Shape):
     """Median daily incomes, each shown only for at least 5 women (men) in the workforce."""
 
-    women: Money | Suppressed
-    men: Money | Suppressed
-    gap: Ratio | Suppressed | None
+    women: ReportMoney | ReportSuppressed
+    men: ReportMoney | ReportSuppressed
+    gap: ReportRatio | ReportSuppressed | None
 
 
-class Owned(_Shape):
+class ReportWomenOwned(_Shape):
     pits: int
     processing_units: int
 
 
-class Gbv(_Shape):
+class ReportGbv(_Shape):
     count: int
     period_days: int
 
 
-class SiteIndicators(_Shape):
+class ReportSiteIndicators(_Shape):
     """A site's gender indicators from its latest assessment in the period."""
 
-    workforce: WomenMen | None
-    women_share_of_workforce: Ratio | None
-    leadership: WomenTotal | None
-    women_share_of_leadership: Ratio | None
-    women_owned: Owned | None
-    daily_income_median: DailyIncome | None
-    gbv_reports: Gbv | None
-    gbv_per_30_days: Ratio | None
+    workforce: ReportWomenMen | None
+    women_share_of_workforce: ReportRatio | None
+    leadership: ReportWomenTotal | None
+    women_share_of_leadership: ReportRatio | None
+    women_owned: ReportWomenOwned | None
+    daily_income_median: ReportDailyIncome | None
+    gbv_reports: ReportGbv | None
+    gbv_per_30_days: ReportRatio | None
     mercury_exposure_pregnant: int | None
     womens_association: bool | None
     grievance_mechanism: bool | None
     scheme: str | None
 
 
-class Assessment(_Shape):
+class ReportAssessment(_Shape):
     event_id: str
     status: str
     assessed_on: str
     valid_until: str
 
 
-class SiteItem(_Shape):
+class GenderReportSite(_Shape):
     site: str
     name: str
     country: str
     operator: str
-    registrations: Registrations
-    assessment: Assessment | None
-    indicators: SiteIndicators | None
+    registrations: ReportRegistrations
+    assessment: ReportAssessment | None
+    indicators: ReportSiteIndicators | None
 
 
-class CooperativeItem(_Shape):
+class GenderReportCooperative(_Shape):
     cooperative: str
     name: str | None
     country: str | None
     sites: list[str]
-    registrations: Registrations
-    organisation: Organisation | None
+    registrations: ReportRegistrations
+    organisation: ReportOrganisation | None
 
 
-class MonthItem(_Shape):
+class GenderReportMonth(_Shape):
     month: str = Field(pattern=r"^\d{4}-\d{2}$")
-    registrations: Registrations
+    registrations: ReportRegistrations
 
 
 class ReportFilters(_Shape):
@@ -258,9 +258,9 @@ class ReportFilters(_Shape):
     cooperative: str | None
 
 
-class Suppression(_Shape):
+class ReportSuppression(_Shape):
     min_group: int
-    replacement: Suppressed
+    replacement: ReportSuppressed
     rule: str
 
 
@@ -269,24 +269,24 @@ class GenderReport(_Shape):
 
     report: Literal["gender"]
     filters: ReportFilters
-    suppression: Suppression
+    suppression: ReportSuppression
     definitions: dict[str, str]
-    registrations: Registrations
-    sites: SiteTotals
-    organisations: Organisations
-    by_site: list[SiteItem]
-    by_cooperative: list[CooperativeItem]
-    by_month: list[MonthItem]
+    registrations: ReportRegistrations
+    sites: ReportSiteTotals
+    organisations: ReportOrganisations
+    by_site: list[GenderReportSite]
+    by_cooperative: list[GenderReportCooperative]
+    by_month: list[GenderReportMonth]
 
 
-class ByColour(_Shape):
+class DueDiligenceByColour(_Shape):
     green: int
     yellow: int
     red: int
     blue: int
 
 
-class DdSite(_Shape):
+class DueDiligenceSite(_Shape):
     site: str
     name: str
     country: str
@@ -296,53 +296,53 @@ class DdSite(_Shape):
     valid_until: str | None
 
 
-class DdSites(_Shape):
+class DueDiligenceSites(_Shape):
     count: int
-    by_colour: ByColour
-    items: list[DdSite]
+    by_colour: DueDiligenceByColour
+    items: list[DueDiligenceSite]
 
 
-class ByClass(_Shape):
+class DueDiligenceByClass(_Shape):
     hold: int
     high: int
     medium: int
 
 
-class FlagCounts(_Shape):
+class DueDiligenceFlags(_Shape):
     total: int
-    by_class: ByClass
+    by_class: DueDiligenceByClass
     by_code: dict[str, int]
 
 
-class RiskMass(_Shape):
+class DueDiligenceRiskMass(_Shape):
     lots: int
     mass_mg: int
     fine_mg: int
 
 
-class MassByRisk(_Shape):
-    low: RiskMass
-    medium: RiskMass
-    high: RiskMass
-    hold: RiskMass
+class DueDiligenceMassByRisk(_Shape):
+    low: DueDiligenceRiskMass
+    medium: DueDiligenceRiskMass
+    high: DueDiligenceRiskMass
+    hold: DueDiligenceRiskMass
 
 
-class ByOutcome(_Shape):
+class DueDiligenceByOutcome(_Shape):
     unfounded: int
     remediated: int
 
 
-class Hours(_Shape):
+class DueDiligenceHours(_Shape):
     count: int
     median: float | None
     max: float | None
 
 
-class Resolved(_Shape):
+class DueDiligenceResolved(_Shape):
     count: int
-    by_outcome: ByOutcome
+    by_outcome: DueDiligenceByOutcome
     by_code: dict[str, int]
-    hours_to_resolution: Hours
+    hours_to_resolution: DueDiligenceHours
 
 
 class DueDiligenceReport(_Shape):
@@ -353,16 +353,16 @@ class DueDiligenceReport(_Shape):
     today: str
     filters: ReportFilters
     definitions: dict[str, str]
-    sites: DdSites
-    open_flags: FlagCounts
+    sites: DueDiligenceSites
+    open_flags: DueDiligenceFlags
     lots_on_hold: list[str]
-    mass_by_risk: MassByRisk
-    flags_raised: FlagCounts
-    flags_resolved: Resolved
+    mass_by_risk: DueDiligenceMassByRisk
+    flags_raised: DueDiligenceFlags
+    flags_resolved: DueDiligenceResolved
 
 
 class EpcisBody(BaseModel):
-    eventList: list[dict[str, Any]]  # noqa: N815 (the EPCIS name)
+    eventList: list[dict[str, Any]]
 
 
 class EpcisDocument(BaseModel):
@@ -373,9 +373,9 @@ class EpcisDocument(BaseModel):
     context: list[Any] = Field(alias="@context")
     id: str
     type: Literal["EPCISDocument"]
-    schemaVersion: Literal["2.0"]  # noqa: N815
-    creationDate: str  # noqa: N815
-    epcisBody: EpcisBody  # noqa: N815
+    schemaVersion: Literal["2.0"]
+    creationDate: str
+    epcisBody: EpcisBody
 
 
 # ---------------------------------------------------------------------------
@@ -474,11 +474,13 @@ _FROM = Query(
     alias="from",
     description="first day of the period (UTC date, inclusive), YYYY-MM-DD",
     examples=["2026-11-01"],
+    json_schema_extra={"format": "date"},
 )
 _TO = Query(
     alias="to",
     description="last day of the period (UTC date, inclusive), YYYY-MM-DD; not before `from`",
     examples=["2026-11-30"],
+    json_schema_extra={"format": "date"},
 )
 _COUNTRY_Q = Query(description="ISO 3166-1 alpha-2 country of the sites", examples=["UG"])
 _SITE_Q = Query(description="one site id", examples=["site-busia-tiira"])
@@ -553,9 +555,7 @@ def _format(requested: str | None, accept: str | None, allowed: Sequence[str]) -
     requested = _blank(requested)
     if requested is not None:
         if requested.lower() not in allowed:
-            raise SchemaError(
-                f"format: {requested[:20]!r} is not one of {', '.join(allowed)}."
-            )
+            raise SchemaError(f"format: {requested[:20]!r} is not one of {', '.join(allowed)}.")
         return requested.lower()
     if "csv" in allowed and negotiate(accept, ["application/json", "text/csv"]) == "text/csv":
         return "csv"
@@ -621,6 +621,7 @@ def _attachment(name: str) -> dict[str, str]:
 
 _CSV_DOC = {"schema": {"type": "string"}}
 _FORMAT_Q = Query(
+    alias="format",
     description="`json` (default) or `csv`; without it the `Accept` header chooses "
     "(`text/csv` for CSV)",
     examples=["csv"],
@@ -649,13 +650,13 @@ def get_gender_report(
     request: Request,
     runtime: RuntimeDep,
     filters: FiltersDep,
-    format: Annotated[str | None, _FORMAT_Q] = None,  # noqa: A002 (the query name)
+    format_: Annotated[str | None, _FORMAT_Q] = None,
 ) -> Response:
     """Counts, shares and fine gold from the registrations, the sites' assessed indicators
     and the organisations' profiles. A payment or income figure about fewer than 5 people
     is never shown: it is replaced by ``{"suppressed": true, …}`` (PROTOCOL.md section 7).
     """
-    kind = _format(format, request.headers.get("accept"), ("json", "csv"))
+    kind = _format(format_, request.headers.get("accept"), ("json", "csv"))
     report, _, _ = compute_reports(runtime, filters, due_diligence=False)
     assert report is not None
     headers = {"Vary": "Accept"}
@@ -684,14 +685,15 @@ def get_gender_report(
 def get_due_diligence_report(
     runtime: RuntimeDep,
     filters: FiltersDep,
-    format: Annotated[  # noqa: A002 (the query name)
-        str | None, Query(description="`json` (the only format of this report)")
+    format_: Annotated[
+        str | None,
+        Query(alias="format", description="`json` (the only format of this report)"),
     ] = None,
 ) -> Response:
     """Sites by ICGLR colour today, open flags by class and code, lots on hold and the mass
     of lots in hand by risk class; over the period, the flags raised and resolved, and the
     hours from each flag to its resolution. Filters select lots by their origin sites."""
-    _format(format, None, ("json",))
+    _format(format_, None, ("json",))
     _, report, _ = compute_reports(runtime, filters, gender=False)
     return JSONResponse(report)
 
@@ -801,6 +803,7 @@ SERIES = {
 }
 #: shorter names for the legends inside the SVG, where a longer text would be cut off
 LEGEND = {
+    "Women's share of producers": "reports.legend.women_share",
     "Fine gold from women-led teams": "reports.legend.women_led_fine",
     "Fine gold, women-led teams": "reports.legend.women_led_fine",
     "Producers (registrations)": "reports.legend.producers",
@@ -811,7 +814,17 @@ _RISK_KEYS = {r: f"risk.{r}" for r in ("low", "medium", "high", "hold")}
 _TEXT = re.compile(r"(<text\b[^>]*>)([^<]*)(</text>)")
 _TITLE = re.compile(r'(<title id="[^"]*">)([^<]*)(</title>)')
 _DESC = re.compile(r'(<desc id="[^"]*">)([^<]*)(</desc>)')
-_CELL = re.compile(r"^(-?\d+)\.(\d+)(\s.*)?$")
+_FRACTION = re.compile(r"^(?P<value>.+) \((?P<num>-?\d+)/(?P<den>\d+)\)$")
+_DECIMAL_POINT = re.compile(r"(\d)\.(\d)")
+
+
+@dataclass
+class Cell:
+    """A table cell: the value as shown, the exact fraction under it, or suppressed."""
+
+    text: str
+    detail: str = ""
+    suppressed: bool = False
 
 
 @dataclass
@@ -822,14 +835,19 @@ class PageChart:
     title: str
     svg: str
     columns: list[str]
-    rows: list[list[str]]
-    suppressed: bool
+    rows: list[tuple[str, list[Cell]]]
+
+    @property
+    def suppressed(self) -> bool:
+        """Whether a cell of the table is suppressed (the page then says why)."""
+        return any(c.suppressed for _, cells in self.rows for c in cells)
 
 
 @dataclass
 class Fact:
     label: str
     values: list[str] = field(default_factory=list)
+    note: str | None = None
 
 
 @dataclass
@@ -859,22 +877,14 @@ def _replace_text(svg: str, mapping: Mapping[str, str], pattern: re.Pattern[str]
 
 
 def _translate_chart(lang: str, chart: Chart) -> PageChart:
-    """The chart in ``lang``: its SVG's visible texts and accessible name, and its table.
+    """A chart of ``ledger.charts`` in ``lang``: the SVG's texts and accessible name, and
+    its table with readable numbers.
 
-    ``ledger.charts`` writes English; another language replaces the chart's own strings
-    (title, legends, colour and risk labels, "no data") in the SVG's text nodes, with
-    legends short enough to fit where the English one was laid out.
+    ``ledger.charts`` writes English. The chart's own strings (title, legends, colour and
+    risk labels, "no data") are replaced in the SVG's text nodes; legends have short
+    translations that fit where the English was laid out. Data (site names, months,
+    codes) stay as they are.
     """
-    suppressed = any(cell == "suppressed" for row in chart.rows for cell in row[1:])
-    if lang == "en":
-        return PageChart(
-            chart.id,
-            chart.title,
-            chart.svg,
-            list(chart.columns),
-            [list(row) for row in chart.rows],
-            suppressed,
-        )
     title = t(lang, CHART_TITLES[chart.id]) if chart.id in CHART_TITLES else chart.title
     labels: dict[str, str] = {}
     if chart.id == "dd-colours":
@@ -882,7 +892,7 @@ def _translate_chart(lang: str, chart: Chart) -> PageChart:
     elif chart.id == "dd-mass":
         labels = {k: t(lang, v) for k, v in _RISK_KEYS.items()}
     columns = [t(lang, SERIES[c]) if c in SERIES else c for c in chart.columns]
-    rows = [[labels.get(row[0], row[0]), *(_cell(lang, c) for c in row[1:])] for row in chart.rows]
+    rows = [(labels.get(row[0], row[0]), [_cell(lang, c) for c in row[1:]]) for row in chart.rows]
     texts = {chart.title: title, "no data": t(lang, "reports.no_data"), **labels}
     for name in chart.columns[1:]:
         key = LEGEND.get(name) or SERIES.get(name)
@@ -890,22 +900,30 @@ def _translate_chart(lang: str, chart: Chart) -> PageChart:
             texts[name] = t(lang, key)
     svg = _replace_text(chart.svg, texts, _TEXT)
     svg = _replace_text(svg, {chart.title: title}, _TITLE)
-    desc = html.escape(t(lang, "reports.chart_desc", title=title), quote=False)
-    svg = _DESC.sub(lambda m: m.group(1) + desc + m.group(3), svg, count=1)
-    return PageChart(chart.id, title, svg, columns, rows, suppressed)
+    desc = t(lang, "reports.chart_desc", title=title, series=", ".join(columns[1:]) or "–")
+    escaped = html.escape(desc, quote=False)
+    svg = _DESC.sub(lambda m: m.group(1) + escaped + m.group(3), svg, count=1)
+    return PageChart(chart.id, title, svg, columns, rows)
 
 
-def _cell(lang: str, cell: str) -> str:
-    """A table cell of ``ledger.charts`` in ``lang`` (decimal comma, "suppressed")."""
-    if cell == "suppressed":
-        return t(lang, "reports.suppressed")
+def _number(lang: str, text: str) -> str:
+    """``66.7 %`` / ``66,7 %`` (decimal comma in French, no break before %)."""
     if lang == "fr":
-        match = _CELL.match(cell)
-        if match:
-            return f"{match.group(1)},{match.group(2)}{match.group(3) or ''}".replace(
-                " %", f"{i18n.NBSP}%"
-            )
-    return cell
+        text = _DECIMAL_POINT.sub(r"\1,\2", text)
+    return text.replace(" %", f"{i18n.NBSP}%")
+
+
+def _cell(lang: str, cell: str) -> Cell:
+    """A table cell of ``ledger.charts`` (``66.7 % (132000000/198000000)``, ``suppressed``,
+    ``–``, ``44.8``) as shown on the page: the value, and the exact fraction under it."""
+    if cell == "suppressed":
+        return Cell(t(lang, "reports.suppressed"), suppressed=True)
+    match = _FRACTION.match(cell)
+    if match is None:
+        return Cell(_number(lang, cell))
+    num, den = int(match.group("num")), int(match.group("den"))
+    detail = f"{i18n.integer(lang, num)} / {i18n.integer(lang, den)}"
+    return Cell(_number(lang, match.group("value")), detail)
 
 
 def _pct(lang: str, ratio: Mapping[str, Any] | None) -> str:
@@ -981,10 +999,12 @@ def _facts(lang: str, gender: Mapping[str, Any], dd: Mapping[str, Any]) -> list[
                 )
             )
     excluded = sum(p["excluded_small_groups"] for p in reg["payments"])
-    if excluded:
-        payments.append(t(lang, "reports.fact.excluded", n=n(lang, excluded)))
     facts.append(
-        Fact(t(lang, "reports.fact.payments"), payments or [t(lang, "reports.fact.no_payments")])
+        Fact(
+            t(lang, "reports.fact.payments"),
+            payments or [t(lang, "reports.fact.no_payments")],
+            t(lang, "reports.fact.excluded", n=n(lang, excluded)) if excluded else None,
+        )
     )
     colours = dd["sites"]["by_colour"]
     facts.append(
@@ -1088,7 +1108,9 @@ def render_dashboard(
             "text": t(lang, "reports.download.dd_json"),
         },
         {
-            "href": _with_query("/v1/export/epcis", {k: query[k] for k in ("from", "to") if k in query}),
+            "href": _with_query(
+                "/v1/export/epcis", {k: query[k] for k in ("from", "to") if k in query}
+            ),
             "text": t(lang, "reports.download.epcis"),
         },
         {"href": "/v1/export/lots.csv", "text": t(lang, "reports.download.lots_csv")},

@@ -19,13 +19,12 @@ from api.pages import choose_language, render_error_page, render_lot_page
 from api.settings import Settings
 from ledger.admin import QuickCheck, last_audit, quick_check
 from ledger.errors import NotFoundError
+from ledger.pgroles import migrate_as_owner
 from ledger.protocol import public_key_hex, sign_body, signing_key_from_seed
 from ledger.store import (
     AppendResult,
     Ledger,
     create_seed_file,
-    make_engine,
-    migrate,
     open_ledger,
     read_seed_file,
 )
@@ -120,12 +119,9 @@ class Runtime:
         """
         clock = clock or _utc_now
         if settings.migrate_database_url:
-            # migrations run as the schema's owner; the server's own role may only append
-            owner = make_engine(settings.migrate_database_url)
-            try:
-                migrate(owner)
-            finally:
-                owner.dispose()
+            # migrations run as the schema's owner, who then gives the server's own role
+            # (GOLDTRAIL_DATABASE_URL's user) the right to read and append, no more
+            migrate_as_owner(settings.migrate_database_url, settings.database_url)
         store = open_ledger(
             settings.database_url,
             origin=settings.origin,
@@ -182,7 +178,9 @@ class Runtime:
 
     def bundle(self, lot_id: str, at: str | None) -> dict[str, Any]:
         """The lot's bundle; 404 ``unknown_lot`` or ``unknown_event``."""
-        bundle = self.store.bundle(lot_id, at)
+        # an id no lot can have is unknown without asking the database (a NUL byte...)
+        known = re.fullmatch(r"[A-Z0-9][A-Z0-9-]{3,47}", lot_id) is not None
+        bundle = self.store.bundle(lot_id, at) if known else None
         if bundle is None:
             raise NotFoundError("unknown_lot", f"There is no lot '{lot_id}' in this log.")
         return bundle

@@ -112,6 +112,9 @@ class LogInfo(BaseModel):
     registrar_key: str | None
     size: int = Field(ge=0)
     root: str = Field(pattern=HEX64)
+    public_url: str | None = Field(
+        default=None, description="base of the URLs in this server's QR codes (an addition)"
+    )
 
 
 class Entry(BaseModel):

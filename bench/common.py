@@ -39,8 +39,12 @@ from typing import Any
 import nacl.signing
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+#: import ``ledger`` from another tree (e.g. an export of HEAD) to compare before and after
+TREE = Path(os.environ.get("GOLDTRAIL_BENCH_TREE") or REPO).resolve()
+for _path in (REPO, TREE):
+    if str(_path) in sys.path:
+        sys.path.remove(str(_path))
+    sys.path.insert(0, str(_path))
 
 from ledger.protocol import canonical, sha256, sign_body, signing_message  # noqa: E402
 
@@ -376,6 +380,8 @@ def goldtrail_server(database_url: str, work: Path) -> Iterator[str]:
         "GOLDTRAIL_LOG_KEY_FILE": str(key_file),
         "GOLDTRAIL_PUBLIC_URL": f"http://127.0.0.1:{port}",
     }
+    if TREE != REPO:
+        env["PYTHONPATH"] = os.pathsep.join([str(TREE), env.get("PYTHONPATH", "")]).rstrip(":")
     log = (work / "server.log").open("ab")
     proc = subprocess.Popen(
         [str(BIN / "goldtrail"), "serve", "--host", "127.0.0.1", "--port", str(port)],

@@ -204,8 +204,9 @@ def migrate_command(
         typer.Option(
             "--app-role",
             metavar="ROLE",
-            help="PostgreSQL only: then give this existing role the server's privileges "
-            "(read and append to the log; change projections and log_meta).",
+            help="PostgreSQL: then give this existing role the server's privileges (read and "
+            "append to the log; change projections and log_meta). Default: the user of "
+            "GOLDTRAIL_DATABASE_URL, when GOLDTRAIL_MIGRATE_DATABASE_URL is another role's.",
         ),
     ] = None,
 ) -> None:
@@ -214,25 +215,25 @@ def migrate_command(
     Uses GOLDTRAIL_MIGRATE_DATABASE_URL (the schema owner) when set, else
     GOLDTRAIL_DATABASE_URL. The server also migrates at start.
     """
+    from ledger.pgroles import migrate_as_owner
+
     settings = _settings()
     url = settings.migrate_database_url or settings.database_url
     with _engine(url) as engine, _reported(url):
-        migrate(engine)
+        try:
+            granted = migrate_as_owner(url, settings.database_url, app_role)
+        except ValueError as e:
+            _fail(str(e), "app_role")
         with engine.connect() as conn:
             revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        if app_role is not None:
-            try:
-                from ledger.pgroles import grant_app_role
-
-                grant_app_role(engine, app_role)
-            except ValueError as e:
-                _fail(str(e), "app_role")
     typer.echo(f"the database {_shown(url)} is at revision {revision}")
-    if app_role is not None:
+    if granted is not None:
         typer.echo(
-            f"the role {app_role} may read and append to the log, and change the projections; "
+            f"the role {granted} may read and append to the log, and change the projections; "
             "run the server with it in GOLDTRAIL_DATABASE_URL"
         )
+    elif app_role is not None:
+        _fail(f"the role {app_role} was given nothing: roles exist on PostgreSQL only", "app_role")
 
 
 @admin_app.command("audit")
@@ -351,7 +352,7 @@ def import_command(
         lines: TextIO = (
             sys.stdin
             if source == "-"
-            else stack.enter_context(open(source, encoding="utf-8", newline="\n"))  # noqa: SIM115
+            else stack.enter_context(open(source, encoding="utf-8", newline="\n"))
         )
         if settings.migrate_database_url:
             with _engine(settings.migrate_database_url) as owner, _reported(url):

@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import socket
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -697,6 +698,8 @@ def _root(
 ) -> None:
     """goldtrail command line."""
     hooks = ctx.obj if isinstance(ctx.obj, Hooks) else Hooks()
+    if not re.match(r"^https?://[^/\s]+", server):
+        _usage(f"--server must be an http:// or https:// URL, not {server!r}")
     session = Session(
         server=server.rstrip("/"),
         key_path=key if key is not None else Path.home() / ".goldtrail" / "key.json",
@@ -1887,16 +1890,13 @@ def sync_command(
     waiting = len(session.outbox.pending(origin))
     if waiting == 0:
         counts = session.outbox.counts(origin)
-        _out(
-            "nothing to send"
-            + (
-                f"; {counts['failed']} refused event(s) wait for you (goldtrail outbox list)"
-                if counts["failed"]
-                else ""
-            )
-        )
         if counts["failed"]:
-            raise typer.Exit(1)
+            raise CliError(
+                f"nothing to send, but {counts['failed']} refused event(s) wait for your "
+                "decision: goldtrail outbox list, then retry or drop them",
+                "refused",
+            )
+        _out("nothing to send")
         return
     report = _run_sync(session, origin, quiet=False, batch=batch_size)
     _out(f"sent {len(report.sent)} event(s) in {report.batches} request(s)")
@@ -2157,7 +2157,9 @@ def serve_command(
 ) -> None:
     """Run the goldtrail server (settings from GOLDTRAIL_* variables, PROTOCOL section 8)."""
     server: Any = importlib.import_module("api.server")  # the server only where it is needed
-    server.serve(host, port)
+    code = server.serve(host, port)
+    if code:
+        raise typer.Exit(int(code))
 
 
 def _free_port() -> int:
@@ -2503,6 +2505,9 @@ def main(argv: Sequence[str] | None = None, hooks: Hooks | None = None) -> None:
     except KeyboardInterrupt:
         _note("error: interrupted (interrupted)")
         code = 130
+    except sqlite3.Error as e:
+        _note(f"error: the outbox database failed: {_one_line(str(e))} (outbox)")
+        code = 1
     except OSError as e:
         _note(f"error: {_one_line(str(e))} (os_error)")
         code = 1

@@ -112,3 +112,33 @@ def table_privileges(engine: Engine, role: str) -> dict[str, set[str]]:
                 ).scalar_one()
             }
     return held
+
+
+def migrate_as_owner(owner_url: str, app_url: str, app_role: str | None = None) -> str | None:
+    """Run the migrations with the owner's URL; on PostgreSQL, then give the application
+    role (``app_role``, else the user of ``app_url`` when it is another role than the
+    owner's) its privileges. Return the role given them, or None.
+
+    This is what the server does at start when ``GOLDTRAIL_MIGRATE_DATABASE_URL`` is set,
+    and ``goldtrail admin migrate``. Raises ValueError as ``grant_app_role`` does, and
+    whatever Alembic or the database raises.
+    """
+    from sqlalchemy.engine import make_url
+
+    from ledger.store import make_engine, migrate
+
+    owner = make_engine(owner_url)
+    try:
+        migrate(owner)
+        if owner.dialect.name != "postgresql":
+            return None
+        role = app_role
+        if role is None:
+            app_user = make_url(app_url).username
+            if app_user is None or app_user == make_url(owner_url).username:
+                return None
+            role = app_user
+        grant_app_role(owner, role)
+        return role
+    finally:
+        owner.dispose()

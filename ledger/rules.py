@@ -9,6 +9,7 @@ of the log reaches exactly the verdicts the server reached.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -99,9 +100,20 @@ class _Event:
         return self.time.date()
 
 
+_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
+_LOWER_HEX = re.compile(r"[0-9a-f]*")
+
+
 def parse_time(value: str) -> dt.datetime:
-    """Parse a protocol timestamp (already validated) as an aware UTC datetime."""
-    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    """Parse a protocol timestamp (already validated) as an aware UTC datetime.
+
+    Raises ValueError for anything but ``YYYY-MM-DDTHH:MM:SSZ`` naming a real time.
+    """
+    match = _TIME.fullmatch(value)
+    if match is None:  # not the protocol's form: let strptime give its usual error
+        return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    year, month, day, hour, minute, second = map(int, match.groups())
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
 
 
 def split_envelope(envelope: object) -> tuple[dict[str, Any], dict[str, str]]:
@@ -130,7 +142,42 @@ def split_envelope(envelope: object) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def _is_lower_hex(text: str) -> bool:
-    return all(c in "0123456789abcdef" for c in text)
+    return _LOWER_HEX.fullmatch(text) is not None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An envelope whose outer shape passed ``split_envelope`` and whose canonical bytes are
+    computed, so that a caller which needs them before ``admit`` (the store to look up
+    re-posts, the audit and the verifier to hash leaves) computes them once.
+
+    Make one only with ``prepare``; ``admit`` accepts it in place of the raw envelope and
+    runs every check, in the same order, except recomputing these bytes.
+    """
+
+    body: dict[str, Any]
+    signature: dict[str, str]
+    body_bytes: bytes
+    digest: bytes
+    event_id: str
+    leaf_data: bytes
+
+
+def prepare(envelope: object) -> Prepared:
+    """Check the envelope's outer shape and compute its canonical bytes, digest and id.
+
+    ``leaf_data`` is the canonical envelope (RFC 8785 sorts ``body`` before ``signature``).
+    Raises SchemaError as ``split_envelope`` and ``canonical`` do.
+    """
+    body, sig = split_envelope(envelope)
+    return _prepared(body, sig)
+
+
+def _prepared(body: dict[str, Any], sig: dict[str, str]) -> Prepared:
+    body_bytes = canonical(body)
+    digest = sha256(body_bytes)
+    leaf_data = b'{"body":' + body_bytes + b',"signature":' + canonical(sig) + b"}"
+    return Prepared(body, sig, body_bytes, digest, digest.hex(), leaf_data)
 
 
 def _is_seq0_candidate(body: dict[str, Any]) -> bool:
@@ -157,15 +204,19 @@ def admit(
     as an import or a replay must); ``lenient`` tolerates what an offline bundle need not
     contain (the recipient of an offer never accepted) and skips the two checks that need
     the whole log (``last_registrar``, ``holds_lots``): a verifier refuses only what it
-    can prove wrong.
+    can prove wrong. ``envelope`` may be the ``Prepared`` form of an envelope (see
+    ``prepare``): the same checks run, without recomputing its canonical bytes.
     Raises a LedgerError subclass carrying the code of the first failed check.
     """
-    body_dict, sig = split_envelope(envelope)
-    parse_body(body_dict)
-    body_bytes = canonical(body_dict)
-    digest = sha256(body_bytes)
-    eid = digest.hex()
-    leaf_data = b'{"body":' + body_bytes + b',"signature":' + canonical(sig) + b"}"
+    if isinstance(envelope, Prepared):
+        prepared = envelope
+        parse_body(prepared.body)
+    else:
+        body_dict, sig = split_envelope(envelope)
+        parse_body(body_dict)
+        prepared = _prepared(body_dict, sig)
+    body_dict, sig = prepared.body, prepared.signature
+    digest, eid, leaf_data = prepared.digest, prepared.event_id, prepared.leaf_data
     env = {"body": body_dict, "signature": sig}
 
     seq = state.size()

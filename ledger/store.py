@@ -45,6 +45,7 @@ from sqlalchemy import (
     Engine,
     Select,
     and_,
+    bindparam,
     create_engine,
     event,
     func,
@@ -62,7 +63,7 @@ from ledger.bundle import build_bundle
 from ledger.checkpoint import LogSigner, open_checkpoint
 from ledger.errors import IntegrityError, LedgerError, NotFoundError, SchemaError
 from ledger.protocol import event_id
-from ledger.rules import Admitted, admit
+from ledger.rules import Admitted, Prepared, admit, prepare
 from ledger.state import (
     ActorState,
     Changes,
@@ -82,6 +83,7 @@ LOT_STATUSES = frozenset({"active", "offered", "consumed"})
 LOT_RISKS = frozenset({"low", "medium", "high", "hold"})
 _WRITE_OPTION = "goldtrail_write"
 _HEX_SEED = re.compile(r"[0-9a-fA-F]{64}")
+_CURSOR_KEY = re.compile(r"[A-Za-z0-9-]{0,64}")
 
 
 # ---------------------------------------------------------------------------
@@ -175,17 +177,33 @@ def migrate(engine: Engine) -> None:
 # Small helpers
 
 
+#: statements built once and reused: building SQLAlchemy expressions costs more than
+#: running them on a small transaction (values are always bound parameters)
+_STATEMENTS: dict[tuple[Any, ...], Any] = {}
+
+
+def _statement(key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        stmt = _STATEMENTS[key] = build()
+    return stmt
+
+
 def _upsert(conn: Connection, table: Any, rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
     """Insert rows, replacing the non-key columns of rows that already exist."""
     if not rows:
         return
-    dialect = pg_dialect if conn.dialect.name == "postgresql" else sqlite_dialect
-    stmt = dialect.insert(table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c[k] for k in keys],
-        set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in keys},
-    )
-    conn.execute(stmt, rows)
+    name = conn.dialect.name
+
+    def build() -> Any:
+        dialect = pg_dialect if name == "postgresql" else sqlite_dialect
+        stmt = dialect.insert(table)
+        return stmt.on_conflict_do_update(
+            index_elements=[table.c[k] for k in keys],
+            set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in keys},
+        )
+
+    conn.execute(_statement(("upsert", name, table.name, tuple(keys)), build), rows)
 
 
 def _insert_new(
@@ -194,9 +212,15 @@ def _insert_new(
     """Insert rows, skipping those whose key already exists."""
     if not rows:
         return
-    dialect = pg_dialect if conn.dialect.name == "postgresql" else sqlite_dialect
-    stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=[table.c[k] for k in keys])
-    conn.execute(stmt, rows)
+    name = conn.dialect.name
+
+    def build() -> Any:
+        dialect = pg_dialect if name == "postgresql" else sqlite_dialect
+        return dialect.insert(table).on_conflict_do_nothing(
+            index_elements=[table.c[k] for k in keys]
+        )
+
+    conn.execute(_statement(("insert_new", name, table.name, tuple(keys)), build), rows)
 
 
 def _doc(model: ActorState | SiteState | LotState) -> dict[str, Any]:
@@ -246,7 +270,9 @@ def _decode_cursor(cursor: str | None) -> tuple[int, str]:
         seq = int(seq_text)
     except (ValueError, UnicodeError, binascii.Error) as e:
         raise SchemaError("cursor: this is not a cursor this server gave out.") from e
-    if seq < 0:
+    # a seq a database integer cannot hold, or a key no id has (a NUL byte...), would make
+    # the database fail rather than answer
+    if not 0 <= seq < 2**63 or not _CURSOR_KEY.fullmatch(key):
         raise SchemaError("cursor: this is not a cursor this server gave out.")
     return seq, key
 
@@ -262,7 +288,8 @@ def _entry(row: Any) -> dict[str, Any]:
 
 def log_size(conn: Connection) -> int:
     """The number of entries in the log."""
-    last = conn.execute(select(func.max(tables.log.c.seq))).scalar()
+    stmt = _statement(("log_size",), lambda: select(func.max(tables.log.c.seq)))
+    last = conn.execute(stmt).scalar()
     return 0 if last is None else int(last) + 1
 
 
@@ -290,16 +317,25 @@ def _lookup_value(kind: str, row: Any) -> Any:
 
 
 def _names_in(envelope: object, names: dict[str, set[str]]) -> None:
-    """Add what an envelope names (actors, sites, lots, keys, prefixes, events) to ``names``."""
-    if not isinstance(envelope, dict):
+    """Add what an envelope names (actors, sites, lots, keys, prefixes, events) to ``names``.
+
+    ``envelope`` may be raw or ``Prepared`` (whose event id is already computed).
+    """
+    if isinstance(envelope, Prepared):
+        body: object = envelope.body
+        names["key"].add(envelope.signature["key"])
+        names["event"].add(envelope.event_id)
+    elif isinstance(envelope, dict):
+        body, sig = envelope.get("body"), envelope.get("signature")
+        if isinstance(sig, dict) and isinstance(sig.get("key"), str):
+            names["key"].add(sig["key"])
+        if isinstance(body, dict):
+            with contextlib.suppress(LedgerError):
+                names["event"].add(event_id(body))
+    else:
         return
-    body, sig = envelope.get("body"), envelope.get("signature")
-    if isinstance(sig, dict) and isinstance(sig.get("key"), str):
-        names["key"].add(sig["key"])
     if not isinstance(body, dict):
         return
-    with contextlib.suppress(LedgerError):
-        names["event"].add(event_id(body))
 
     def add(kind: str, value: object) -> None:
         if isinstance(value, str):
@@ -319,6 +355,22 @@ def _names_in(envelope: object, names: dict[str, set[str]]) -> None:
             if isinstance(item, dict):
                 add("lot", item.get("lot"))
                 add("event", item.get("prev"))
+
+
+def _read_hashes(levels: int) -> Any:
+    """SELECT the tree nodes of ``levels`` levels, each with a list of indexes."""
+    t = tables.tree_nodes
+    return select(t.c.level, t.c.idx, t.c.hash).where(
+        or_(
+            *(
+                and_(
+                    t.c.level == bindparam(f"level{n}"),
+                    t.c.idx.in_(bindparam(f"idx{n}", expanding=True)),
+                )
+                for n in range(levels)
+            )
+        )
+    )
 
 
 class SqlHashStore:
@@ -343,11 +395,11 @@ class SqlHashStore:
         by_level: dict[int, list[int]] = {}
         for level, index in keys:
             by_level.setdefault(level, []).append(index)
-        t = tables.tree_nodes
-        condition = or_(
-            *(and_(t.c.level == level, t.c.idx.in_(idx)) for level, idx in by_level.items())
-        )
-        rows = self.conn.execute(select(t.c.level, t.c.idx, t.c.hash).where(condition))
+        params: dict[str, Any] = {}
+        for n, (level, idx) in enumerate(by_level.items()):
+            params[f"level{n}"], params[f"idx{n}"] = level, idx
+        stmt = _statement(("read_hashes", len(by_level)), lambda: _read_hashes(len(by_level)))
+        rows = self.conn.execute(stmt, params)
         found = {(row.level, row.idx): bytes(row.hash) for row in rows}
         missing = [key for key in keys if key not in found]
         if missing:
@@ -395,10 +447,20 @@ class SqlState:
         """Read the rows of ``kind`` with these keys (misses are remembered as None)."""
         cache = self._cache[kind]
         wanted = sorted({k for k in keys if k not in cache})
+        # a raw envelope may name anything: no stored id holds a NUL character (PostgreSQL
+        # text cannot), so never ask the database for one (it would fail, not answer)
+        cache.update({k: None for k in wanted if "\x00" in k})
+        wanted = [k for k in wanted if "\x00" not in k]
         key_col, value_cols = _LOOKUPS[kind]
+        stmt = _statement(
+            ("load", kind),
+            lambda: select(key_col, *value_cols).where(
+                key_col.in_(bindparam("keys", expanding=True))
+            ),
+        )
         for at in range(0, len(wanted), _IN_CHUNK):
             chunk = wanted[at : at + _IN_CHUNK]
-            for row in self.conn.execute(select(key_col, *value_cols).where(key_col.in_(chunk))):
+            for row in self.conn.execute(stmt, {"keys": chunk}):
                 cache[row[0]] = _lookup_value(kind, row)
             for key in chunk:
                 cache.setdefault(key, None)
@@ -625,6 +687,14 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _prepared_or_raw(envelope: object) -> object:
+    """The envelope's ``Prepared`` form, or the envelope itself when it cannot be prepared."""
+    try:
+        return prepare(envelope)
+    except LedgerError:
+        return envelope
+
+
 class Ledger:
     """The ledger service over a database: appends, proofs and state queries.
 
@@ -683,13 +753,16 @@ class Ledger:
         if not envelopes:
             raise SchemaError("The batch is empty: send at least one event.")
         now = self.clock() if check_time else None
+        # canonical bytes once per envelope, for the re-post lookup and the rules; one that
+        # cannot be prepared goes to the rules as it is, which refuse it in its turn
+        items = [_prepared_or_raw(envelope) for envelope in envelopes]
         with write_transaction(self.engine) as conn:
             state = SqlState(conn)
-            state.prefetch(envelopes)
+            state.prefetch(items)
             staged = StagedState(state)
             start = staged.size()
             admitted: list[Admitted] = []
-            for index, envelope in enumerate(envelopes):
+            for index, envelope in enumerate(items):
                 try:
                     admitted.append(
                         admit(

@@ -293,6 +293,16 @@ class HttpWorld(factories.World):  # type: ignore[misc]
             assert response.status_code == 201, response.text
             self.receipts.extend(response.json()["receipts"])
 
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[list[dict[str, Any]]]:
+        """Admit the appends made inside the block into the mirror only, and give them back
+        (for the test to send as it likes: the server has not seen them)."""
+        self._pending = collected = []
+        try:
+            yield collected
+        finally:
+            self._pending = None
+
     def standard(self) -> HttpWorld:  # type: ignore[override]
         """The usual cast of ``World.standard()`` (the registrar is the generated one)."""
         with self.batching():
