@@ -1839,7 +1839,9 @@ def lot_qr(
         _out(f"wrote {svg}")
     if png is None and svg is None:
         view = session.client.lot(lot)
-        url = _label_url(public_url or session.server, lot, view["head"])
+        advertised = session.client.log().get("public_url")
+        base = public_url or (advertised if isinstance(advertised, str) else session.server)
+        url = _label_url(base, lot, view["head"])
         _print_qr(url)
         _out(url)
 
@@ -2398,7 +2400,7 @@ def demo_command(
             now=now,
         )
         bar_lot, view = _check_expected(client, scenario, rename)
-        _demo_summary(session.server, info, bar_lot, view)
+        _demo_summary(session.server, client.log(), bar_lot, view)
         return
     with tempfile.TemporaryDirectory(prefix="goldtrail-demo-") as tmp:
         signing = nacl.signing.SigningKey.generate()
@@ -2420,7 +2422,7 @@ def demo_command(
 
 
 def _demo_summary(base: str, info: Any, bar_lot: str, view: dict[str, Any]) -> None:
-    url = _label_url(base, bar_lot, view["head"])
+    url = _label_url(info.get("public_url") or base, bar_lot, view["head"])
     _out(
         f"scenario played: {info['size']} events in the log; bar {bar_lot} has the expected "
         f"origins, flags, risk ({view['risk']}) and gender summary"

@@ -120,14 +120,15 @@ class BatchReceipt(TypedDict):
     checkpoint: str
 
 
-class LogInfo(TypedDict):
-    """``GET /v1/log``: the log's identity and current size."""
+class LogInfo(TypedDict, total=False):
+    """``GET /v1/log``: the log's identity and current size (``public_url`` where served)."""
 
     origin: str
     verifier_key: str
     registrar_key: str | None
     size: int
     root: str
+    public_url: str
 
 
 class Page(TypedDict):

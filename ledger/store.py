@@ -319,16 +319,15 @@ def _lookup_value(kind: str, row: Any) -> Any:
 def _names_in(envelope: object, names: dict[str, set[str]]) -> None:
     """Add what an envelope names (actors, sites, lots, keys, prefixes, events) to ``names``.
 
-    ``envelope`` may be raw or ``Prepared`` (whose event id is already computed).
+    ``envelope`` may be raw or ``Prepared`` (whose event id is already computed). The
+    signature's key is not looked up: the rules check it against the signer's own key
+    records; ``actor_keys`` is read only for a key the body registers (``body.key``).
     """
     if isinstance(envelope, Prepared):
         body: object = envelope.body
-        names["key"].add(envelope.signature["key"])
         names["event"].add(envelope.event_id)
     elif isinstance(envelope, dict):
-        body, sig = envelope.get("body"), envelope.get("signature")
-        if isinstance(sig, dict) and isinstance(sig.get("key"), str):
-            names["key"].add(sig["key"])
+        body = envelope.get("body")
         if isinstance(body, dict):
             with contextlib.suppress(LedgerError):
                 names["event"].add(event_id(body))

@@ -1,0 +1,110 @@
+"""The server's logs are JSON lines, each with the request id of the request it belongs to
+(echoed in ``X-Request-ID``), and hold no secrets and no personal data: no private key, no
+database password, no event body."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import update
+from sqlalchemy.engine import make_url
+
+from ledger import tables
+from ledger.protocol import public_key_hex
+from ledger.store import make_engine, read_seed_file
+from tests.ops.conftest import Server, behind_the_stores_back, load_factories
+
+CANARY_NAME = "Amani Canary-Kahindo"
+PASSWORD = "s3cret-Pw-9f2c"
+
+
+def test_request_logs_are_json_with_the_request_id_and_no_secrets(
+    database_url: str, server_factory: Callable[[dict[str, str]], Server], tmp_path: Path
+) -> None:
+    factories = load_factories()
+    w = factories.World.standard()
+    w.register_actor("canary", ["auditor"], name=CANARY_NAME)
+    url = database_url
+    if url.startswith("postgresql"):  # trust authentication ignores it; the logs must too
+        url = make_url(url).set(password=PASSWORD).render_as_string(hide_password=False)
+    key_file = tmp_path / "keys" / "log.key"
+    server = server_factory(
+        {
+            "GOLDTRAIL_DATABASE_URL": url,
+            "GOLDTRAIL_MIGRATE_DATABASE_URL": "",
+            "GOLDTRAIL_ORIGIN": w.origin,
+            "GOLDTRAIL_REGISTRAR_KEY": public_key_hex(w.registrar_key),
+            "GOLDTRAIL_LOG_KEY_FILE": str(key_file),
+        }
+    )
+    envelopes = w.envelopes()
+    server.start()
+    with httpx.Client(base_url=server.base, timeout=30) as client:
+        posted = client.post(
+            "/v1/events/batch", json={"events": envelopes}, headers={"X-Request-ID": "ops-1"}
+        )
+        assert posted.status_code == 201, posted.text
+        assert posted.headers["x-request-id"] == "ops-1"
+
+        forged = factories.tamper(factories.Event(envelopes[-1]), name="Someone Else")
+        refused = client.post("/v1/events", json=forged.envelope, headers={"X-Request-ID": "ops-2"})
+        assert (refused.status_code, refused.json()["code"]) == (401, "bad_signature")
+        assert refused.headers["x-request-id"] == "ops-2"
+
+        anonymous = client.get("/v1/log")
+        generated = anonymous.headers["x-request-id"]
+        assert generated
+
+        # a damaged store makes the server log an error inside a request
+        engine = make_engine(database_url)
+        try:
+            with behind_the_stores_back(engine, "checkpoints") as conn:
+                conn.execute(
+                    update(tables.checkpoints)
+                    .where(tables.checkpoints.c.size == len(envelopes))
+                    .values(size=len(envelopes) + 1000)
+                )
+        finally:
+            engine.dispose()
+        broken = client.post("/v1/events", json=envelopes[3], headers={"X-Request-ID": "ops-3"})
+        assert broken.status_code == 500
+        assert broken.json()["code"] == "checkpoint_missing"
+    server.stop()
+
+    lines = server.log().splitlines()
+    assert lines
+    entries: list[dict[str, Any]] = []
+    for line in lines:
+        entry = json.loads(line)  # every line, start-up and shutdown included
+        assert {"time", "level", "logger", "message", "request_id"} <= set(entry), line
+        entries.append(entry)
+
+    def of(request_id: str) -> list[dict[str, Any]]:
+        return [e for e in entries if e["request_id"] == request_id]
+
+    assert [(e["path"], e["status"]) for e in of("ops-1")] == [("/v1/events/batch", 201)]
+    assert [(e["status"], e.get("code")) for e in of("ops-2")] == [(401, "bad_signature")]
+    assert [(e["path"], e["status"]) for e in of(generated)] == [("/v1/log", 200)]
+    damaged = of("ops-3")
+    assert [e["level"] for e in damaged] == ["error", "info"]  # the error, then the access line
+    assert "checkpoint" in damaged[0]["message"]
+    assert damaged[1]["code"] == "checkpoint_missing"
+
+    text = server.log()
+    seed = read_seed_file(key_file)
+    assert seed is not None
+    secrets = [seed.hex(), PASSWORD, bytes(w.registrar_key).hex()]
+    secrets += [bytes(key).hex() for key in w.keys.values()]
+    for secret in secrets:
+        assert secret not in text
+        assert secret.upper() not in text
+    personal = [CANARY_NAME, "Someone Else"]
+    personal += [e["signature"]["value"] for e in envelopes]
+    personal += [e["body"]["name"] for e in envelopes if "name" in e["body"]]
+    for value in personal:
+        assert value not in text, value
+    assert '"body"' not in text
