@@ -277,7 +277,7 @@ def list_lots(
     risk: Annotated[str | None, Query(pattern="^(low|medium|high|hold)$")] = None,
     limit: Limit = LIMIT_DEFAULT,
     cursor: Cursor = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Lot states, oldest first, filtered by custodian, origin site, status or risk."""
     items, nxt = runtime.ledger.lots(
         custodian=custodian,
@@ -287,7 +287,8 @@ def list_lots(
         cursor=cursor,
         limit=_limit(limit),
     )
-    return {"items": items, "next": nxt}
+    # returned as built: a flag's optional `outcome` stays absent, never null
+    return JSONResponse({"items": items, "next": nxt})
 
 
 def _need_lot(runtime: Runtime, lot_id: str) -> dict[str, Any]:
@@ -300,9 +301,9 @@ def _need_lot(runtime: Runtime, lot_id: str) -> dict[str, Any]:
 @router.get(
     "/lots/{lot_id}", name="get_lot", response_model=schemas.Lot, responses=_problem_responses(404)
 )
-def get_lot(lot_id: str, runtime: RuntimeDep) -> dict[str, Any]:
+def get_lot(lot_id: str, runtime: RuntimeDep) -> JSONResponse:
     """A lot's state: custody, mass, fineness, flags, risk, origins and gender summary."""
-    return _need_lot(runtime, lot_id)
+    return JSONResponse(_need_lot(runtime, lot_id))
 
 
 @router.get(
@@ -431,7 +432,65 @@ def build_app() -> FastAPI:
     app.include_router(router)
     app.include_router(pages)
     app.include_router(reports_router)
+    _finish_openapi(app)
     return app
+
+
+def _finish_openapi(app: FastAPI) -> None:
+    """Make the OpenAPI document say what the app does.
+
+    - Errors: FastAPI documents a ``Problem`` response model under ``application/json``
+      too, and adds its own ``HTTPValidationError`` as the 422 of every operation with
+      parameters; but every error leaves as ``application/problem+json`` with a
+      ``Problem`` body (``api.errors``).
+    - Request bodies: the event routes read their bodies themselves (sizes before parsing),
+      so FastAPI never sees their models: add the schemas their ``$ref`` names.
+    - Examples keep their nulls (FastAPI removes every null from the document).
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()
+        problem = {"schema": {"$ref": "#/components/schemas/Problem"}}
+        fastapi_refs = (
+            "#/components/schemas/Problem",
+            "#/components/schemas/HTTPValidationError",
+        )
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                if operation.get("parameters"):
+                    # a parameter FastAPI refuses is a 422 problem, even on an HTML page
+                    bad = operation.setdefault("responses", {}).setdefault(
+                        "422", {"description": "A problem (RFC 9457): code `schema`."}
+                    )
+                    bad.setdefault("content", {}).setdefault(PROBLEM_TYPE, problem)
+                for response in operation.get("responses", {}).values():
+                    content = response.get("content", {})
+                    ref = content.get("application/json", {}).get("schema", {}).get("$ref")
+                    if ref in fastapi_refs:
+                        del content["application/json"]
+                        content[PROBLEM_TYPE] = problem
+                        if ref.endswith("HTTPValidationError"):
+                            response["description"] = "A problem (RFC 9457): code `schema`."
+        schemas_ = document.setdefault("components", {}).setdefault("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas_.pop(unused, None)
+        # FastAPI drops nulls from the whole document, examples included: put them back
+        for name, model in vars(schemas).items():
+            extra = getattr(model, "model_config", {}).get("json_schema_extra")
+            if name in schemas_ and isinstance(extra, dict) and "example" in extra:
+                schemas_[name]["example"] = extra["example"]
+        for model in (schemas.Envelope, schemas.Batch):
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, definition in schema.pop("$defs", {}).items():
+                schemas_.setdefault(name, definition)
+            schemas_.setdefault(model.__name__, schema)
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(

@@ -628,8 +628,7 @@ FR: dict[str, str] = {
     ),
     "reports.no_data": "aucune donnée",
     "reports.chart_desc": (
-        "{title}. Séries : {series}. Les chiffres sont dans le tableau qui accompagne le "
-        "graphique."
+        "{title}. Séries : {series}. Les chiffres sont dans le tableau qui accompagne le graphique."
     ),
     "reports.chart.trend_producers": "Les femmes dans la production, par mois",
     "reports.chart.trend_payments": "Part des paiements remis aux femmes, par mois",

@@ -16,8 +16,12 @@ suppressed by the pure core (PROTOCOL.md section 7), and nothing here adds any.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import html
+import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -1054,6 +1058,35 @@ def _facts(lang: str, gender: Mapping[str, Any], dd: Mapping[str, Any]) -> list[
     return facts
 
 
+_CHART_CACHE: OrderedDict[str, list[Chart]] = OrderedDict()
+_CHART_CACHE_SIZE = 32
+_CHART_LOCK = threading.Lock()
+
+
+def _charts(gender: Mapping[str, Any], dd: Mapping[str, Any]) -> list[Chart]:
+    """``report_charts`` of the two reports, remembered for the last few distinct inputs.
+
+    Drawing takes most of a page's time; the same reports (a reload, or filters that
+    select the same data) give the same charts, so they are drawn once. The key is the
+    reports' content (all of it but the filters), so nothing stale can be served.
+    """
+    data = [
+        {k: v for k, v in gender.items() if k != "filters"},
+        {k: v for k, v in dd.items() if k not in ("filters", "today")},
+    ]
+    key = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    with _CHART_LOCK:
+        if key in _CHART_CACHE:
+            _CHART_CACHE.move_to_end(key)
+            return _CHART_CACHE[key]
+    charts = report_charts(gender, dd)
+    with _CHART_LOCK:
+        _CHART_CACHE[key] = charts
+        while len(_CHART_CACHE) > _CHART_CACHE_SIZE:
+            _CHART_CACHE.popitem(last=False)
+    return charts
+
+
 def _with_query(path: str, params: Mapping[str, str]) -> str:
     return path + ("?" + urlencode(params) if params else "")
 
@@ -1069,7 +1102,7 @@ def render_dashboard(
 ) -> str:
     """The dashboard page for the two reports, as one self-contained HTML document."""
     lang = i18n.language(lang)
-    charts = [_translate_chart(lang, c) for c in report_charts(gender, dd)]
+    charts = [_translate_chart(lang, c) for c in _charts(gender, dd)]
     query = filters.query()
     if filters.date_from and filters.date_to:
         when = t(
@@ -1166,11 +1199,13 @@ def reports_page(
     country: Annotated[str | None, _COUNTRY_Q] = None,
     site: Annotated[str | None, _SITE_Q] = None,
     cooperative: Annotated[str | None, _COOP_Q] = None,
-    lang: Annotated[str | None, Query(max_length=8, description="`en` or `fr`")] = None,
+    lang: Annotated[
+        str | None, Query(description="`en` or `fr` (else `Accept-Language` chooses)")
+    ] = None,
 ) -> HTMLResponse:
     """The gender and due-diligence reports as charts (SVG drawn on the server), each with
     the table of its numbers; one self-contained page, readable on a phone."""
-    language = choose_language(request.headers.get("accept-language"), lang)
+    language = choose_language(request.headers.get("accept-language"), (lang or "")[:16])
     try:
         filters = parse_filters(date_from, date_to, country, site, cooperative)
     except SchemaError as e:

@@ -16,6 +16,41 @@ RECEIPT_EXAMPLE = {
     "— goldtrail.example.org/log 9iYi8w…\n",
 }
 
+LOT_EXAMPLE = {
+    "lot": "ALP-2026-118842",
+    "status": "active",
+    "hold": False,
+    "exported": False,
+    "custodian": "refiner-alpine",
+    "country": "CH",
+    "destination": None,
+    "mass_mg": 44800,
+    "fineness_ppm": 999900,
+    "form": "bar",
+    "bar": {"serial": "AP-2026-118842", "year": 2026},
+    "head": "2f1a64748363b854fce77729d052df0e281d42e6c75a009827ac10c5e8e531e8",
+    "offer": None,
+    "origins": ["site-busia-tiira", "site-kassanda-kitumbi", "site-mambasa-makala"],
+    "risk": "medium",
+    "flags": [
+        {
+            "id": "45910a37aaaeccd892fd4b983a6848479047fc5e68360c039036b710f7d47b87/site_yellow",
+            "code": "site_yellow",
+            "class": "medium",
+            "status": "open",
+        }
+    ],
+    "gender": {
+        "producers": {"women": 30, "men": 18},
+        "women_led_fine_mg": 37537,
+        "origin_fine_mg": 44817,
+        "paid": [
+            {"currency": "CDF", "total": 198000000, "to_women": 132000000},
+            {"currency": "UGX", "total": 5650000, "to_women": 3260000},
+        ],
+    },
+}
+
 
 class Problem(BaseModel):
     """An RFC 9457 problem with goldtrail's machine ``code``."""
@@ -81,7 +116,12 @@ class Envelope(BaseModel):
 class Batch(BaseModel):
     """Up to 1000 envelopes, appended in order, all or nothing."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {"events": [Envelope.model_config["json_schema_extra"]["example"]]}  # type: ignore[index]
+        },
+    )
 
     events: list[Envelope] = Field(min_length=1, max_length=1000)
 
@@ -100,12 +140,35 @@ class Receipt(BaseModel):
 class BatchReceipts(BaseModel):
     """One receipt per envelope of a batch, and the checkpoint that includes them all."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "receipts": [RECEIPT_EXAMPLE],
+                "checkpoint": RECEIPT_EXAMPLE["checkpoint"],
+            }
+        }
+    )
+
     receipts: list[Receipt]
     checkpoint: str
 
 
 class LogInfo(BaseModel):
     """What a verifier needs to know about this log."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "origin": "goldtrail.example.org/log",
+                "verifier_key": "goldtrail.example.org/log+3fb8bd98+"
+                "Adwz60HZLFpB9nbXXkQ7AW5nLbq3dxRVLwYoxLV7BwwC",
+                "registrar_key": "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c",
+                "size": 44,
+                "root": "01a0afa6c1dc9ed35f1508281fa9d2f4ce6509618ba89a254ae23438a4c0aff0",
+                "public_url": "https://goldtrail.example.org",
+            }
+        }
+    )
 
     origin: str
     verifier_key: str
@@ -197,6 +260,8 @@ class Gender(BaseModel):
 
 class Lot(BaseModel):
     """A lot's state."""
+
+    model_config = ConfigDict(json_schema_extra={"example": LOT_EXAMPLE})
 
     lot: str
     status: Literal["active", "offered", "consumed"]

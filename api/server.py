@@ -6,6 +6,7 @@ import logging
 import sys
 
 import uvicorn
+from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from api.observability import configure_logging
@@ -28,7 +29,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> int:
     except IntegrityError as e:
         print(f"goldtrail: cannot start: {e.detail}", file=sys.stderr)
         return 2
-    except ValueError as e:  # bad settings
+    except ValidationError as e:  # bad settings: one plain line, not pydantic's report
+        print(f"goldtrail: cannot start: {_plain_settings_errors(e)}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # bad settings found later (e.g. a database URL)
         print(f"goldtrail: cannot start: {e}", file=sys.stderr)
         return 2
     # a JSON log line like every other, with the database password hidden
@@ -42,3 +46,13 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> int:
     )
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
     return 0
+
+
+def _plain_settings_errors(error: ValidationError) -> str:
+    """Pydantic's errors about ``Settings`` as one sentence naming the variables."""
+    reasons = []
+    for item in error.errors():
+        message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
+        variable = "GOLDTRAIL_" + "_".join(str(p) for p in item.get("loc", ())).upper()
+        reasons.append(message if variable in message else f"{variable}: {message}")
+    return "; ".join(reasons) + "."

@@ -163,6 +163,8 @@ def lot_event(i: int, coops: int = COOPS, origin: str = ORIGIN) -> dict[str, Any
         key = _KEYS[actor] = signing_key(actor)
     when = LOTS_START + dt.timedelta(seconds=i)
     day = when.date().isoformat()
+    # extracted over 30 days by 5 people: plausible, so the lots carry no flag
+    since = (when.date() - dt.timedelta(days=29)).isoformat()
     body = {
         "v": 1,
         "type": "lot.registered",
@@ -173,7 +175,7 @@ def lot_event(i: int, coops: int = COOPS, origin: str = ORIGIN) -> dict[str, Any
         "mass_mg": 100_000 + i % 997,
         "form": "gold",
         "fineness_ppm": 800_000,
-        "extracted": {"from": day, "to": day},
+        "extracted": {"from": since, "to": day},
         "producers": {"women": 2, "men": 3},
         "recovery": "gravity",
         "declarations": CLEAN,
@@ -192,7 +194,10 @@ def lot_events(
     """Lot registrations ``start .. start+count-1``; signed in a pool when there are many."""
     if count < 20_000 or workers == 1:
         return _lot_range((start, count, coops, origin))
-    chunks = [(s, min(5_000, start + count - s), coops, origin) for s in range(start, start + count, 5_000)]
+    chunks = [
+        (s, min(5_000, start + count - s), coops, origin)
+        for s in range(start, start + count, 5_000)
+    ]
     with _pool(workers or os.cpu_count() or 1) as pool:
         return [e for part in pool.map(_lot_range, chunks) for e in part]
 
@@ -201,7 +206,10 @@ def lot_event_chunks(
     start: int, count: int, chunk: int, coops: int = COOPS, origin: str = ORIGIN
 ) -> Iterator[list[dict[str, Any]]]:
     """Lot registrations in chunks, signed ahead by one worker process while the caller works."""
-    chunks = [(s, min(chunk, start + count - s), coops, origin) for s in range(start, start + count, chunk)]
+    chunks = [
+        (s, min(chunk, start + count - s), coops, origin)
+        for s in range(start, start + count, chunk)
+    ]
     with _pool(1) as pool:
         yield from pool.imap(_lot_range, chunks)
 
@@ -212,7 +220,9 @@ def _pool(n: int) -> Any:
 
 def batch_bytes(envelopes: Sequence[dict[str, Any]]) -> bytes:
     """A ``POST /v1/events/batch`` body."""
-    return json.dumps({"events": list(envelopes)}, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(
+        {"events": list(envelopes)}, separators=(",", ":"), ensure_ascii=False
+    ).encode()
 
 
 def event_bytes(envelope: dict[str, Any]) -> bytes:
@@ -358,9 +368,22 @@ def out(line: str = "") -> None:
 # A real server: ``goldtrail serve`` (uvicorn) on 127.0.0.1
 
 
+@dataclass
+class Server:
+    """A running ``goldtrail serve``: its base URL and process id."""
+
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system, every thread) the server process has used so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def goldtrail_server(database_url: str, work: Path) -> Iterator[str]:
-    """Run ``goldtrail serve`` on a free port over ``database_url``; yield its base URL.
+def goldtrail_server(database_url: str, work: Path) -> Iterator[Server]:
+    """Run ``goldtrail serve`` on a free port over ``database_url``; yield it.
 
     The log key is the benchmark's fixed one and the registrar key is pinned, so the
     benchmark signs seq 0 itself. The server's JSON logs go to ``work/server.log``.
@@ -383,8 +406,25 @@ def goldtrail_server(database_url: str, work: Path) -> Iterator[str]:
     if TREE != REPO:
         env["PYTHONPATH"] = os.pathsep.join([str(TREE), env.get("PYTHONPATH", "")]).rstrip(":")
     log = (work / "server.log").open("ab")
+    command = [str(BIN / "goldtrail"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    profile = os.environ.get("GOLDTRAIL_BENCH_PROFILE_SERVER")
+    if profile:  # the server under py-spy (every thread); collapsed stacks written at the end
+        command = [
+            str(BIN / "py-spy"),
+            "record",
+            "--threads",
+            "--nonblocking",
+            "-r",
+            "500",
+            "-f",
+            "raw",
+            "-o",
+            profile,
+            "--",
+            *command,
+        ]
     proc = subprocess.Popen(
-        [str(BIN / "goldtrail"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        command,
         env=env,
         stdout=log,
         stderr=log,
@@ -395,7 +435,9 @@ def goldtrail_server(database_url: str, work: Path) -> Iterator[str]:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"goldtrail serve exited ({proc.returncode}); see {work}/server.log")
+                raise RuntimeError(
+                    f"goldtrail serve exited ({proc.returncode}); see {work}/server.log"
+                )
             try:
                 if httpx.get(base + "/healthz", timeout=1).status_code == 200:
                     break
@@ -404,7 +446,7 @@ def goldtrail_server(database_url: str, work: Path) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError("goldtrail serve did not answer /healthz within 60 s")
             time.sleep(0.1)
-        yield base
+        yield Server(base, proc.pid)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -455,7 +497,9 @@ def postgres_server(work: Path) -> Iterator[str]:
     data, log = base / "data", base / "server.log"
 
     def run(*args: Any, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([*as_user, *map(str, args)], capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [*as_user, *map(str, args)], capture_output=True, text=True, timeout=120
+        )
         if check and done.returncode != 0:
             raise RuntimeError(f"{args[0]} failed: {done.stdout}{done.stderr}")
         return done

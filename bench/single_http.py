@@ -61,20 +61,25 @@ def run_backend(url: str, work: Path, per_client: int) -> dict[str, float]:
     events = lot_events(200, total)
     bodies = [event_bytes(e) for e in events]
     split = [bodies[i::CLIENTS] for i in range(CLIENTS)]
-    with goldtrail_server(url, work) as base:
+    with goldtrail_server(url, work) as server:
+        base = server.url
         with httpx.Client(base_url=base, timeout=60) as client:
             for batch in (header(), warm[:100]):
                 r = client.post("/v1/events/batch", content=batch_bytes(batch))
                 if r.status_code != 201:
                     raise RuntimeError(f"setup refused: {r.status_code} {r.text[:300]}")
         # warm-up: a few single appends through the same path, untimed
-        asyncio.run(_drive(base, [[event_bytes(e)] for e in warm[100:100 + CLIENTS]]))
+        asyncio.run(_drive(base, [[event_bytes(e)] for e in warm[100 : 100 + CLIENTS]]))
+        cpu, client_cpu = server.cpu_seconds(), time.process_time()
         elapsed, latencies = asyncio.run(_drive(base, split))
+        cpu, client_cpu = server.cpu_seconds() - cpu, time.process_time() - client_cpu
     return {
         "events_per_s": total / elapsed,
         "p50_ms": percentile(latencies, 50) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
         "requests": total,
+        "server_cpu_us": cpu / total * 1e6,
+        "client_cpu_us": client_cpu / total * 1e6,
     }
 
 
@@ -96,7 +101,9 @@ def run(
         out(
             f"  {backend:10s} {r['events_per_s']:8,.0f} events/s = "
             f"{ceiling.ratio(r['events_per_s']):.3f} of the ceiling; "
-            f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
+            f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms "
+            f"(CPU per request: server {r['server_cpu_us']:.0f} us, "
+            f"client {r['client_cpu_us']:.0f} us)"
         )
     return {"single": results}
 

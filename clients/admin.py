@@ -25,24 +25,30 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO
 
-import sqlalchemy.exc
 import typer
-from sqlalchemy import Engine, inspect, select, text
-from sqlalchemy.engine import make_url
 
-from ledger import merkle, tables
-from ledger.admin import export_log, import_log, rebuild_projections, record_audit
-from ledger.audit import AuditReport, audit
-from ledger.checkpoint import LogSigner, verifier_key
 from ledger.errors import LedgerError
-from ledger.store import log_size, make_engine, migrate, open_ledger, read_seed_file
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from ledger.audit import AuditReport
+
+# SQLAlchemy, the store and the audit are imported by the commands that use them: the rest
+# of the goldtrail command line starts without them.
 
 __all__ = ["admin_app"]
 
 #: problems listed after the first, at most
 SHOWN_PROBLEMS = 20
+
+
+def _example(*lines: str) -> str:
+    """A help epilog in the style of the rest of the command line."""
+    return "Example:\n\n\b\n" + "\n".join(f"  {line}" for line in lines) + "\n"
+
 
 admin_app = typer.Typer(
     help="Operate a goldtrail server's database: migrations, audit, export, import, rebuild. "
@@ -72,6 +78,9 @@ def _settings() -> Any:
 
 def _shown(url: str) -> str:
     """A database URL fit for a message: the password hidden."""
+    import sqlalchemy.exc
+    from sqlalchemy.engine import make_url
+
     try:
         return make_url(url).render_as_string(hide_password=True)
     except sqlalchemy.exc.ArgumentError:
@@ -80,6 +89,10 @@ def _shown(url: str) -> str:
 
 @contextlib.contextmanager
 def _engine(url: str) -> Iterator[Engine]:
+    import sqlalchemy.exc
+
+    from ledger.store import make_engine
+
     try:
         engine = make_engine(url)
     except (ValueError, sqlalchemy.exc.ArgumentError) as e:
@@ -93,6 +106,8 @@ def _engine(url: str) -> Iterator[Engine]:
 @contextlib.contextmanager
 def _reported(url: str) -> Iterator[None]:
     """Turn refusals and database errors into one line and exit code 1."""
+    import sqlalchemy.exc
+
     try:
         yield
     except LedgerError as e:
@@ -106,6 +121,10 @@ def _reported(url: str) -> Iterator[None]:
 
 
 def _require_schema(engine: Engine, url: str) -> None:
+    from sqlalchemy import inspect
+
+    from ledger import tables
+
     if not inspect(engine).has_table(tables.log.name):
         _fail(
             f"the database {_shown(url)} holds no goldtrail log: run goldtrail admin migrate "
@@ -115,6 +134,10 @@ def _require_schema(engine: Engine, url: str) -> None:
 
 
 def _meta(engine: Engine, key: str) -> str | None:
+    from sqlalchemy import select
+
+    from ledger import tables
+
     with engine.connect() as conn:
         value = conn.execute(
             select(tables.log_meta.c.value).where(tables.log_meta.c.key == key)
@@ -124,6 +147,9 @@ def _meta(engine: Engine, key: str) -> str | None:
 
 def _verifier_key(settings: Any, engine: Engine, given: str | None) -> str:
     """--log-key, else the key in GOLDTRAIL_LOG_KEY_FILE, else the database's record of it."""
+    from ledger.checkpoint import LogSigner, verifier_key
+    from ledger.store import read_seed_file
+
     if given:
         return given
     seed = read_seed_file(settings.log_key_file)
@@ -197,7 +223,14 @@ def _print_report(report: AuditReport) -> None:
 # Commands
 
 
-@admin_app.command("migrate")
+@admin_app.command(
+    "migrate",
+    epilog=_example(
+        "goldtrail admin migrate",
+        "GOLDTRAIL_DATABASE_URL=postgresql+psycopg://goldtrail_owner:...@db/goldtrail \\",
+        "    goldtrail admin migrate --app-role goldtrail_app",
+    ),
+)
 def migrate_command(
     app_role: Annotated[
         str | None,
@@ -215,6 +248,8 @@ def migrate_command(
     Uses GOLDTRAIL_MIGRATE_DATABASE_URL (the schema owner) when set, else
     GOLDTRAIL_DATABASE_URL. The server also migrates at start.
     """
+    from sqlalchemy import text
+
     from ledger.pgroles import migrate_as_owner
 
     settings = _settings()
@@ -236,7 +271,13 @@ def migrate_command(
         _fail(f"the role {app_role} was given nothing: roles exist on PostgreSQL only", "app_role")
 
 
-@admin_app.command("audit")
+@admin_app.command(
+    "audit",
+    epilog=_example(
+        "goldtrail admin audit",
+        "goldtrail admin audit --log-key 'log.example.org/log+1a2b3c4d+AXY...' --no-record",
+    ),
+)
 def audit_command(
     log_key: Annotated[
         str | None,
@@ -259,6 +300,11 @@ def audit_command(
 
     Exit 0 only when all of it verifies; otherwise name the first bad entry and exit 1.
     """
+    import sqlalchemy.exc
+
+    from ledger.admin import record_audit
+    from ledger.audit import audit
+
     settings = _settings()
     url = settings.database_url
     with _engine(url) as engine, _reported(url):
@@ -283,7 +329,13 @@ def audit_command(
         raise typer.Exit(1)
 
 
-@admin_app.command("export")
+@admin_app.command(
+    "export",
+    epilog=_example(
+        "goldtrail admin export --out goldtrail-log.jsonl",
+        "goldtrail admin export | gzip > goldtrail-log.jsonl.gz",
+    ),
+)
 def export_command(
     out: Annotated[
         Path | None,
@@ -294,6 +346,10 @@ def export_command(
 
     Prints the number of entries and the root of the exported log on stderr.
     """
+    from ledger import merkle
+    from ledger.admin import export_log
+    from ledger.store import log_size
+
     settings = _settings()
     url = settings.database_url
     with _engine(url) as engine, _reported(url):
@@ -328,7 +384,13 @@ def export_command(
     typer.echo(f"exported {len(leaves)} entries to {where}; root {root.hex()}", err=True)
 
 
-@admin_app.command("import")
+@admin_app.command(
+    "import",
+    epilog=_example(
+        "GOLDTRAIL_DATABASE_URL=sqlite:///./new.db goldtrail admin import goldtrail-log.jsonl",
+        "gunzip -c goldtrail-log.jsonl.gz | goldtrail admin import -",
+    ),
+)
 def import_command(
     source: Annotated[
         str, typer.Argument(metavar="FILE", help="An export (JSON lines), or - for stdin.")
@@ -340,6 +402,10 @@ def import_command(
     log's key file to keep its verifier key). The root is that of the exported log. On a
     failure, discard the database: the batches before the bad line are committed.
     """
+    from ledger.admin import import_log
+    from ledger.pgroles import migrate_as_owner
+    from ledger.store import open_ledger
+
     settings = _settings()
     url = settings.database_url
     if source != "-" and not Path(source).is_file():
@@ -354,9 +420,12 @@ def import_command(
             if source == "-"
             else stack.enter_context(open(source, encoding="utf-8", newline="\n"))
         )
-        if settings.migrate_database_url:
-            with _engine(settings.migrate_database_url) as owner, _reported(url):
-                migrate(owner)
+        if settings.migrate_database_url:  # as the server does at start
+            with _reported(settings.migrate_database_url):
+                try:
+                    migrate_as_owner(settings.migrate_database_url, url)
+                except ValueError as e:
+                    _fail(str(e), "app_role")
         with _reported(url):
             ledger = open_ledger(
                 url,
@@ -373,13 +442,15 @@ def import_command(
     typer.echo(f"imported {size} entries into {_shown(url)}; root {root.hex()}")
 
 
-@admin_app.command("rebuild")
+@admin_app.command("rebuild", epilog=_example("goldtrail admin rebuild"))
 def rebuild_command() -> None:
     """Rebuild the projection tables (actors, sites, lots, ...) from the log.
 
     One transaction under the write lock: safe while the server runs. The log, its tree and
     its checkpoints are never changed.
     """
+    from ledger.admin import rebuild_projections
+
     settings = _settings()
     url = settings.database_url
     with _engine(url) as engine, _reported(url):

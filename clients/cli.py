@@ -37,6 +37,7 @@ import httpx
 import nacl.signing
 import typer
 
+from clients.admin import admin_app
 from clients.keys import (
     INTERACTIVE,
     MODERATE,
@@ -2434,6 +2435,9 @@ def _demo_summary(base: str, info: Any, bar_lot: str, view: dict[str, Any]) -> N
         f"  goldtrail verify '{url}' --log-key '{info['verifier_key']}' "
         f"--registrar-key {info['registrar_key']}"
     )
+
+
+app.add_typer(admin_app, name="admin")
 
 
 # ---------------------------------------------------------------------------

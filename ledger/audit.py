@@ -22,8 +22,8 @@ from sqlalchemy import Connection, Engine, func, select
 from ledger import merkle, tables
 from ledger.checkpoint import open_checkpoint, parse_verifier_key
 from ledger.errors import LedgerError
-from ledger.protocol import canonical, parse_strict, sha256, verify_signature
-from ledger.rules import admit, split_envelope
+from ledger.protocol import parse_strict
+from ledger.rules import admit, prepare, split_envelope, verified
 from ledger.state import MemoryState, StagedState
 from ledger.store import event_subject, lot_row, lots_named, read_transaction
 
@@ -196,17 +196,19 @@ class _Audit:
         except LedgerError as e:
             return bad(f"the stored envelope is not a valid event: {e.detail}")
         try:
-            body_bytes = canonical(body)
-            is_canonical = canonical(envelope) == data
+            # the canonical body and envelope, computed once (the envelope's canonical
+            # bytes are the body's and the signature's, as RFC 8785 composes objects)
+            prepared = prepare(envelope)
         except LedgerError as e:
             return bad(f"the stored envelope cannot be canonicalised: {e.detail}")
-        if not is_canonical:
+        if prepared.leaf_data != data:
             return bad("the stored envelope is not in canonical (RFC 8785) form")
-        digest = sha256(body_bytes)
+        digest = prepared.digest
         if digest.hex() != stored_id:
             return bad(f"the body hashes to {digest.hex()}, not to the stored event id")
         try:
-            verify_signature(self.origin, digest, sig["key"], sig["value"])
+            # verified once here; the replay's admit then does not verify it again
+            prepared = verified(prepared, self.origin)
         except LedgerError:
             return bad(f"the signature does not verify for the origin {self.origin!r}")
         columns = {
@@ -221,7 +223,7 @@ class _Audit:
         if seq == 0:
             self.seq0_key = sig["key"]
         if self.replaying:
-            self.replay(seq, stored_id, envelope)
+            self.replay(seq, stored_id, prepared)
         return leaf
 
     def replay(self, seq: int, event_id: str, envelope: Any) -> None:

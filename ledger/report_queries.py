@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 
 from ledger import tables
 from ledger.state import ActorState, LotState, SiteState
@@ -87,10 +87,6 @@ class ReportSource:
         t = tables.lots
         rows = self.conn.execute(select(t.c.doc).order_by(t.c.created_seq, t.c.lot))
         return [LotState.model_validate(row.doc) for row in rows]
-
-    def lot_count(self) -> int:
-        """The number of lots."""
-        return int(self.conn.execute(select(func.count()).select_from(tables.lots)).scalar_one())
 
 
 @contextmanager

@@ -8,6 +8,7 @@ of the log reaches exactly the verdicts the server reached.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Iterable
@@ -161,6 +162,8 @@ class Prepared:
     digest: bytes
     event_id: str
     leaf_data: bytes
+    #: the origin its signature was verified for (set by ``verified`` only)
+    verified_for: str | None = None
 
 
 def prepare(envelope: object) -> Prepared:
@@ -171,6 +174,17 @@ def prepare(envelope: object) -> Prepared:
     """
     body, sig = split_envelope(envelope)
     return _prepared(body, sig)
+
+
+def verified(prepared: Prepared, origin: str) -> Prepared:
+    """Verify the signature for the log ``origin`` now; return the envelope marked so that
+    ``admit`` for the same origin does not verify it a second time.
+
+    Raises SignatureError ``bad_signature`` as ``admit`` would.
+    """
+    sig = prepared.signature
+    verify_signature(origin, prepared.digest, sig["key"], sig["value"])
+    return dataclasses.replace(prepared, verified_for=origin)
 
 
 def _prepared(body: dict[str, Any], sig: dict[str, str]) -> Prepared:
@@ -226,7 +240,8 @@ def admit(
             "The log has not started yet: its first event must be the registrar registering "
             "itself.",
         )
-    verify_signature(origin, digest, sig["key"], sig["value"])
+    if prepared.verified_for != origin:
+        verify_signature(origin, digest, sig["key"], sig["value"])
 
     existing = state.event(eid)
     if existing is not None:

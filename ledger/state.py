@@ -12,12 +12,23 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 CUSTODY_ROLES = frozenset({"cooperative", "processor", "trader", "exporter", "refiner"})
 RISK_ORDER = {"low": 0, "medium": 1, "high": 2, "hold": 3}
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def private_copy(model: _M) -> _M:
+    """An independent deep copy of a state object, equal to ``model_copy(deep=True)``.
+
+    Rebuilt from its dump, as SqlState rebuilds every object it reads; about twice as fast
+    as pydantic's deepcopy, which the rules pay on every read.
+    """
+    return type(model).model_validate(model.model_dump(by_alias=True))
 
 
 class _Model(BaseModel):
@@ -272,21 +283,21 @@ class StagedState:
         """A copy of the actor, staged version first."""
         staged = self.changes.actors.get(actor_id)
         if staged is not None:
-            return staged.model_copy(deep=True)
+            return private_copy(staged)
         return self.base.actor(actor_id)
 
     def site(self, site_id: str) -> SiteState | None:
         """A copy of the site, staged version first."""
         staged = self.changes.sites.get(site_id)
         if staged is not None:
-            return staged.model_copy(deep=True)
+            return private_copy(staged)
         return self.base.site(site_id)
 
     def lot(self, lot_id: str) -> LotState | None:
         """A copy of the lot, staged version first."""
         staged = self.changes.lots.get(lot_id)
         if staged is not None:
-            return staged.model_copy(deep=True)
+            return private_copy(staged)
         return self.base.lot(lot_id)
 
     def key_owner(self, key: str) -> str | None:
@@ -358,17 +369,17 @@ class MemoryState:
     def actor(self, actor_id: str) -> ActorState | None:
         """A copy of the actor, or None."""
         a = self.actors.get(actor_id)
-        return a.model_copy(deep=True) if a is not None else None
+        return private_copy(a) if a is not None else None
 
     def site(self, site_id: str) -> SiteState | None:
         """A copy of the site, or None."""
         s = self.sites.get(site_id)
-        return s.model_copy(deep=True) if s is not None else None
+        return private_copy(s) if s is not None else None
 
     def lot(self, lot_id: str) -> LotState | None:
         """A copy of the lot, or None."""
         lot = self.lots.get(lot_id)
-        return lot.model_copy(deep=True) if lot is not None else None
+        return private_copy(lot) if lot is not None else None
 
     def key_owner(self, key: str) -> str | None:
         """The actor that holds or held ``key``."""

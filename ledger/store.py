@@ -32,6 +32,8 @@ import json
 import os
 import re
 import secrets
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -127,16 +129,38 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+#: one lock per engine: the writers of one process queue here, in order and woken at once,
+#: before taking the database's write lock (SQLite's busy handler polls with sleeps of up to
+#: 100 ms, so threads queueing there wait far longer than the transaction they wait for)
+_PROCESS_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = (
+    weakref.WeakKeyDictionary()
+)
+_PROCESS_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _process_write_lock(engine: Engine) -> threading.RLock:
+    with _PROCESS_WRITE_LOCKS_GUARD:
+        lock = _PROCESS_WRITE_LOCKS.get(engine)
+        if lock is None:
+            lock = _PROCESS_WRITE_LOCKS[engine] = threading.RLock()
+        return lock
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction holding the database's write lock; commits on success.
 
-    Raises whatever the database raises; on any error the transaction is rolled back.
+    Writers in one process first queue on a lock of their own (see ``_PROCESS_WRITE_LOCKS``);
+    other processes are kept out by the database's lock, as always. Raises whatever the
+    database raises; on any error the transaction is rolled back.
     """
-    with engine.execution_options(**{_WRITE_OPTION: True}).begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY})
-        yield conn
+    # the option is set on the connection (an engine copy per call costs more than a query)
+    with _process_write_lock(engine), engine.connect() as conn:
+        conn.execution_options(**{_WRITE_OPTION: True})
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY})
+            yield conn
 
 
 @contextmanager
@@ -356,17 +380,14 @@ def _names_in(envelope: object, names: dict[str, set[str]]) -> None:
                 add("event", item.get("prev"))
 
 
-def _read_hashes(levels: int) -> Any:
-    """SELECT the tree nodes of ``levels`` levels, each with a list of indexes."""
+def _read_hashes(count: int) -> Any:
+    """SELECT ``count`` tree nodes by (level, index): one statement per count, reused."""
     t = tables.tree_nodes
     return select(t.c.level, t.c.idx, t.c.hash).where(
         or_(
             *(
-                and_(
-                    t.c.level == bindparam(f"level{n}"),
-                    t.c.idx.in_(bindparam(f"idx{n}", expanding=True)),
-                )
-                for n in range(levels)
+                and_(t.c.level == bindparam(f"level{n}"), t.c.idx == bindparam(f"idx{n}"))
+                for n in range(count)
             )
         )
     )
@@ -391,13 +412,11 @@ class SqlHashStore:
         self.reads += len(keys)
         if not keys:
             return []
-        by_level: dict[int, list[int]] = {}
-        for level, index in keys:
-            by_level.setdefault(level, []).append(index)
+        wanted = list(dict.fromkeys(keys))
         params: dict[str, Any] = {}
-        for n, (level, idx) in enumerate(by_level.items()):
-            params[f"level{n}"], params[f"idx{n}"] = level, idx
-        stmt = _statement(("read_hashes", len(by_level)), lambda: _read_hashes(len(by_level)))
+        for n, (level, index) in enumerate(wanted):
+            params[f"level{n}"], params[f"idx{n}"] = level, index
+        stmt = _statement(("read_hashes", len(wanted)), lambda: _read_hashes(len(wanted)))
         rows = self.conn.execute(stmt, params)
         found = {(row.level, row.idx): bytes(row.hash) for row in rows}
         missing = [key for key in keys if key not in found]
@@ -451,7 +470,11 @@ class SqlState:
         cache.update({k: None for k in wanted if "\x00" in k})
         wanted = [k for k in wanted if "\x00" not in k]
         key_col, value_cols = _LOOKUPS[kind]
-        stmt = _statement(
+        one = _statement(
+            ("load1", kind),
+            lambda: select(key_col, *value_cols).where(key_col == bindparam("key")),
+        )
+        many = _statement(
             ("load", kind),
             lambda: select(key_col, *value_cols).where(
                 key_col.in_(bindparam("keys", expanding=True))
@@ -459,7 +482,12 @@ class SqlState:
         )
         for at in range(0, len(wanted), _IN_CHUNK):
             chunk = wanted[at : at + _IN_CHUNK]
-            for row in self.conn.execute(stmt, {"keys": chunk}):
+            found = (
+                self.conn.execute(one, {"key": chunk[0]})
+                if len(chunk) == 1
+                else self.conn.execute(many, {"keys": chunk})
+            )
+            for row in found:
                 cache[row[0]] = _lookup_value(kind, row)
             for key in chunk:
                 cache.setdefault(key, None)

@@ -18,6 +18,7 @@ from ledger.errors import LedgerError, MalformedError, VerificationError
 from ledger.merkle import leaf_hash, verify_inclusion
 from ledger.protocol import canonical, event_id, parse_strict
 from ledger.replay import MemoryLedger
+from ledger.rules import Prepared, prepare
 from ledger.state import LotState, MemoryState
 from ledger.views import lot_view
 
@@ -155,7 +156,8 @@ def _verify(data: dict[str, Any], log_key: str, registrar_key: str | None, repor
         )
 
     # 2. every entry's inclusion proof
-    entries = _entries(data, checkpoint, report)
+    prepared: dict[int, Prepared] = {}
+    entries = _entries(data, checkpoint, report, prepared)
 
     # 3 and 4. signatures, keys rooted at seq 0, and every rule, by replaying the entries
     if not entries or entries[0][0] != 0:
@@ -176,7 +178,7 @@ def _verify(data: dict[str, Any], log_key: str, registrar_key: str | None, repor
     by_id: dict[str, tuple[int, dict[str, Any]]] = {}
     for seq, envelope, eid in entries:
         try:
-            replay.append(envelope)
+            replay.append(prepared.get(seq, envelope))
         except LedgerError as e:
             _fail(report, f"refused by the rules ({e.code}): {e.detail}", seq, eid)
             raise _Stop from e
@@ -213,8 +215,11 @@ def _verify(data: dict[str, Any], log_key: str, registrar_key: str | None, repor
 
 
 def _entries(
-    data: dict[str, Any], checkpoint: Checkpoint, report: Report
+    data: dict[str, Any], checkpoint: Checkpoint, report: Report, prepared: dict[int, Prepared]
 ) -> list[tuple[int, dict[str, Any], str]]:
+    """The entries whose inclusion proofs hold, as (seq, envelope, event id); ``prepared``
+    gets the canonical form of each well-shaped envelope, computed once for the leaf hash
+    and the replay."""
     raw = data.get("entries")
     if not isinstance(raw, list):
         _fail(report, "the bundle has no list of entries")
@@ -231,8 +236,15 @@ def _entries(
             _fail(report, "an entry is not {seq, envelope, proof}")
             raise _Stop
         seq, envelope = item["seq"], item["envelope"]
-        body = envelope.get("body")
-        eid = event_id(body) if isinstance(body, dict) else None
+        try:
+            ready: Prepared | None = prepare(envelope)
+        except LedgerError:
+            ready = None  # checked as it is: the replay refuses it in its turn
+        if ready is not None:
+            eid: str | None = ready.event_id
+        else:
+            body = envelope.get("body")
+            eid = event_id(body) if isinstance(body, dict) else None
         if seq <= last:
             _fail(report, "entries are not sorted by seq, each once", seq, eid)
         last = max(last, seq)
@@ -246,9 +258,9 @@ def _entries(
             continue
         try:
             proof = [bytes.fromhex(h) for h in item["proof"]]
-            verify_inclusion(
-                leaf_hash(canonical(envelope)), seq, checkpoint.size, proof, checkpoint.root
-            )
+            # a prepared envelope's leaf_data is exactly canonical(envelope)
+            leaf = ready.leaf_data if ready is not None else canonical(envelope)
+            verify_inclusion(leaf_hash(leaf), seq, checkpoint.size, proof, checkpoint.root)
         except (ValueError, TypeError, LedgerError) as e:
             reason = e.detail if isinstance(e, LedgerError) else str(e)
             _fail(report, f"the inclusion proof does not match the checkpoint: {reason}", seq, eid)
@@ -257,6 +269,8 @@ def _entries(
             _fail(report, "the entry has no body", seq)
             continue
         out.append((seq, envelope, eid))
+        if ready is not None:
+            prepared[seq] = ready
     if report.failures:
         raise _Stop
     return out

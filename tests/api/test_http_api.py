@@ -241,12 +241,10 @@ def _rasterise_qr_svg(svg: bytes) -> Image.Image:
     _, _, width, height = (float(v) for v in root.attrib["viewBox"].split())
     paths = root.findall("{http://www.w3.org/2000/svg}path")
     assert len(paths) == 1
-    squares = re.findall(
-        r"M([\d.]+),([\d.]+)H([\d.]+)V([\d.]+)H([\d.]+)z", paths[0].attrib["d"]
-    )
-    assert squares and "".join(
-        f"M{a},{b}H{c}V{d}H{e}z" for a, b, c, d, e in squares
-    ) == paths[0].attrib["d"].replace(" ", "")
+    squares = re.findall(r"M([\d.]+),([\d.]+)H([\d.]+)V([\d.]+)H([\d.]+)z", paths[0].attrib["d"])
+    assert squares and "".join(f"M{a},{b}H{c}V{d}H{e}z" for a, b, c, d, e in squares) == paths[
+        0
+    ].attrib["d"].replace(" ", "")
     scale = 10
     image = Image.new("L", (round(width * scale), round(height * scale)), 255)
     draw = ImageDraw.Draw(image)
@@ -342,7 +340,9 @@ def walk(api: Api, path: str, limit: int, **params: Any) -> list[dict[str, Any]]
     return items
 
 
-def _lists(played: Played) -> dict[str, tuple[str, dict[str, Any], Callable[[dict[str, Any]], Any]]]:
+def _lists(
+    played: Played,
+) -> dict[str, tuple[str, dict[str, Any], Callable[[dict[str, Any]], Any]]]:
     return {
         "actors": ("/v1/actors", {}, lambda x: x["id"]),
         "sites": ("/v1/sites", {}, lambda x: x["id"]),

@@ -11,11 +11,11 @@ errors (sizes, parsing), the query parameters, and the order of the checks for a
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import nacl.signing
@@ -52,6 +52,7 @@ class Arena:
     held: str  # on hold (serious_abuse open)
     flagged: str  # carries a resolved flag
     resolved_flag: str
+    old_offer: str  # an offer of ``lot`` already answered (rejected)
     logged: dict[str, Any]  # an envelope already in the log (the first lot's registration)
     logged_event: Any
 
@@ -69,6 +70,8 @@ def arena(
             with w.batching():
                 lot_ev = w.register_lot()
                 lot = lot_ev.body["lot"]
+                old_offer = w.offer(lot, "trader").id
+                w.reject(lot)
                 offered = w.register_lot().body["lot"]
                 w.offer(offered, "trader")
                 consumed = w.register_lot().body["lot"]
@@ -100,6 +103,7 @@ def arena(
                 held,
                 flagged,
                 flag_ev.flag_id("bribery"),
+                old_offer,
                 lot_ev.envelope,
                 lot_ev,
             )
@@ -157,9 +161,7 @@ CASES: dict[str, tuple[int, str, Builder]] = {
     "key_inactive_revoked": (
         401,
         "key_inactive",
-        lambda a: a.w.update_actor(
-            "gone", signer="gone", post=False, profile={"women_led": True}
-        ),
+        lambda a: a.w.update_actor("gone", signer="gone", post=False, profile={"women_led": True}),
     ),
     "key_inactive_rotated": (
         401,
@@ -352,6 +354,12 @@ CASES["no_pending_offer"] = (
     "no_pending_offer",
     lambda a: a.w.accept(a.offered, offer=_reg_of(a, a.offered), post=False),
 )
+# an offer already answered, on a lot with no pending offer
+CASES["no_pending_offer_answered"] = (
+    409,
+    "no_pending_offer",
+    lambda a: a.w.accept(a.lot, offer=a.old_offer, actor="trader", post=False),
+)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -520,9 +528,7 @@ def test_not_found_paths(arena: Arena) -> None:
     refusal(api, lambda: get("/v1/sites/site-zz"), 404, "unknown_site")
     # an ``at`` that is not on the lot's own chain
     other = arena.w.head(arena.held)
-    refusal(
-        api, lambda: get(f"/v1/lots/{arena.lot}/bundle?at={other}"), 404, "unknown_event"
-    )
+    refusal(api, lambda: get(f"/v1/lots/{arena.lot}/bundle?at={other}"), 404, "unknown_event")
     problem = check_problem(api.client.delete("/v1/log"), 405, "method_not_allowed")
     assert "DELETE" in problem["detail"]
 
@@ -564,9 +570,7 @@ def test_bad_query_parameters_are_422_schema(arena: Arena, query: str) -> None:
 # log_not_started: a server configured with GOLDTRAIL_REGISTRAR_KEY on an empty log
 
 
-def test_log_not_started_and_its_precedence(
-    make_api: Callable[..., Api], tmp_path: Path
-) -> None:
+def test_log_not_started_and_its_precedence(make_api: Callable[..., Api]) -> None:
     key = nacl.signing.SigningKey.generate()
     api = make_api(registrar_key=factories.public_key_hex(key))
     assert api.log()["size"] == 0 and api.log()["registrar_key"] is None
@@ -591,8 +595,12 @@ def test_log_not_started_and_its_precedence(
         "bad_signature",
     )
     # 413 and 400 come before everything
-    refusal(api, lambda: api.client.post("/v1/events", content=b"x" * (EVENT_LIMIT + 1)), 413,
-            "too_large")
+    refusal(
+        api,
+        lambda: api.client.post("/v1/events", content=b"x" * (EVENT_LIMIT + 1)),
+        413,
+        "too_large",
+    )
     refusal(api, lambda: api.client.post("/v1/events", content=b"{"), 400, "malformed")
 
 
@@ -691,9 +699,7 @@ def test_precedence_through_http(arena: Arena) -> None:
     refused(a.w.offer(a.consumed, "trader2", actor="trader", post=False), 403, "not_custodian")
     # 403 signer's role before custody
     smelt = [factories.out("COOP-9006", 1)]
-    refused(
-        a.w.process([a.lot], smelt, actor="auditor", post=False), 403, "forbidden_role"
-    )
+    refused(a.w.process([a.lot], smelt, actor="auditor", post=False), 403, "forbidden_role")
     # 403 licence_expired before wrong_prefix
     refused(a.w.register_lot("COOP-9004", "site-x", post=False), 403, "licence_expired")
     # 403 wrong_prefix before 409 site_red
@@ -740,16 +746,18 @@ def test_batch_events_build_on_earlier_ones_then_fail_all_or_nothing(arena: Aren
     w._pending = None
     second = w.offer("COOP-9301", "trader2", post=False).envelope
     refusal(api, lambda: api.batch([new_lot, offer, second]), 409, "offer_pending", index=2)
-    refusal(
-        api, lambda: api.client.get("/v1/lots/COOP-9301"), 404, "unknown_lot"
-    )
+    refusal(api, lambda: api.client.get("/v1/lots/COOP-9301"), 404, "unknown_lot")
 
 
 def test_refusals_are_counted_in_metrics(arena: Arena) -> None:
     api = arena.api
     before = _refused(api, "stale_prev")
-    refusal(api, lambda: api.post(arena.w.offer(arena.lot, "trader", prev=HEX0, post=False)),
-            409, "stale_prev")
+    refusal(
+        api,
+        lambda: api.post(arena.w.offer(arena.lot, "trader", prev=HEX0, post=False)),
+        409,
+        "stale_prev",
+    )
     assert _refused(api, "stale_prev") == before + 1
 
 
@@ -759,3 +767,62 @@ def _refused(api: Api, code: str) -> float:
         if line.startswith(f'goldtrail_events_refused_total{{code="{code}"}}'):
             return float(line.split()[-1])
     return 0.0
+
+
+# ---------------------------------------------------------------------------
+# What the database cannot hold never reaches it (found by probing: these were 500s)
+
+
+def _cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+ODD_REQUESTS = [
+    ("/v1/log/entries?start=99999999999999999999", 422, "schema"),
+    (f"/v1/actors?cursor={_cursor('99999999999999999999/x')}", 422, "schema"),
+    (f"/v1/lots?cursor={_cursor('99999999999999999999/x')}", 422, "schema"),
+    (f"/v1/sites?cursor={_cursor('5/' + chr(0))}", 422, "schema"),
+    ("/v1/lots?custodian=%00", 422, "schema"),
+    ("/v1/lots?site=%00", 422, "schema"),
+    ("/v1/actors/%00", 404, "unknown_actor"),
+    ("/v1/sites/%00", 404, "unknown_site"),
+    ("/v1/events/%00", 404, "unknown_event"),
+    ("/v1/lots/%00", 404, "unknown_lot"),
+    ("/v1/lots/%00/events", 404, "unknown_lot"),
+    ("/v1/lots/%00/bundle", 404, "unknown_lot"),
+    ("/v1/lots/%00/qr.png", 404, "unknown_lot"),
+]
+
+
+@pytest.mark.parametrize(("path", "status", "code"), ODD_REQUESTS)
+def test_odd_identifiers_are_refused_not_crashed(
+    arena: Arena, path: str, status: int, code: str
+) -> None:
+    api = arena.api
+    refusal(api, lambda: api.client.get(path), status, code)
+
+
+def test_nul_characters_in_events_are_schema_errors(arena: Arena) -> None:
+    """A NUL in what an envelope names must be 422 schema, not a database error."""
+    api = arena.api
+    body = {
+        "type": "lot.transfer_offered",
+        "actor": "co\u0000op",
+        "lot": "X\u0000",
+        "prev": "\u0000",
+    }
+    sig = {"key": "\u0000", "value": "00"}
+    for envelope in (
+        {"body": body, "signature": arena.logged["signature"]},
+        {"body": body, "signature": sig},
+    ):
+        refusal(api, lambda envelope=envelope: api.post(envelope), 422, "schema")
+        refusal(
+            api,
+            lambda envelope=envelope: api.batch([arena.logged, envelope]),
+            422,
+            "schema",
+            index=1,
+        )
+    page = api.client.get("/l/%00")
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")

@@ -183,8 +183,12 @@ def test_gender_report_is_the_pure_core_over_the_log(played: Played) -> None:
             4,
             {"women": 30, "men": 18},
         ),
-        ("from=2026-12-05&to=2026-12-05", {"date_from": "2026-12-05", "date_to": "2026-12-05"},
-         1, {"women": 2, "men": 1}),  # fmt: skip
+        (
+            "from=2026-12-05&to=2026-12-05",
+            {"date_from": "2026-12-05", "date_to": "2026-12-05"},
+            1,
+            {"women": 2, "men": 1},
+        ),
         ("country=CD", {"country": "CD"}, 2, {"women": 8, "men": 4}),
         ("country=cd", {"country": "CD"}, 2, {"women": 8, "men": 4}),
         ("site=site-busia-tiira", {"site": "site-busia-tiira"}, 3, {"women": 27, "men": 9}),
@@ -209,9 +213,7 @@ def test_gender_filters(
 
 def test_gender_csv_by_format_or_accept(played: Played) -> None:
     by_format = played.client.get("/v1/reports/gender?format=csv&country=UG")
-    by_accept = played.client.get(
-        "/v1/reports/gender?country=UG", headers={"Accept": "text/csv"}
-    )
+    by_accept = played.client.get("/v1/reports/gender?country=UG", headers={"Accept": "text/csv"})
     for response in (by_format, by_accept):
         assert response.status_code == 200
         assert response.headers["content-type"] == "text/csv; charset=utf-8"
@@ -249,9 +251,7 @@ def test_gender_csv_by_format_or_accept(played: Played) -> None:
         ("image/png", False),  # nothing acceptable: JSON anyway
     ],
 )
-def test_gender_accept_negotiation(
-    played: Played, accept: str | None, csv_expected: bool
-) -> None:
+def test_gender_accept_negotiation(played: Played, accept: str | None, csv_expected: bool) -> None:
     headers = {"Accept": accept} if accept is not None else {}
     response = played.client.get("/v1/reports/gender?site=site-busia-tiira", headers=headers)
     assert response.status_code == 200
@@ -302,9 +302,7 @@ def test_due_diligence_report_is_the_pure_core_over_the_log(played: Played) -> N
 
 
 def test_due_diligence_filters(played: Played) -> None:
-    december = played.client.get(
-        "/v1/reports/due-diligence?from=2026-12-01&to=2026-12-31"
-    ).json()
+    december = played.client.get("/v1/reports/due-diligence?from=2026-12-01&to=2026-12-31").json()
     assert december == due_diligence_report(
         played.events,
         played.memory.state,
@@ -378,8 +376,8 @@ def test_epcis_export(played: Played, epcis_validator: jsonschema.Draft7Validato
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/ld+json"
     document = response.json()
-    errors = [f"{list(e.absolute_path)}: {e.message}" for e in epcis_validator.iter_errors(document)]
-    assert errors == []
+    errors = epcis_validator.iter_errors(document)
+    assert [f"{list(e.absolute_path)}: {e.message}" for e in errors] == []
     assert document == epcis_document(
         played.events,
         played.memory.state,

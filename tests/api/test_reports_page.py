@@ -29,6 +29,7 @@ from tests.api.test_reports_http import TODAY, Played, play
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts"
 HOST = "http://goldtrail.test"
+_SPACE = re.compile(r"[ \t\n\r\f]+")
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
 
 
@@ -65,7 +66,7 @@ class Node:
                 parts.append(child)
             elif child.tag not in skip:
                 parts.append(child.text(skip=skip))
-        return " ".join(" ".join(parts).split())
+        return _SPACE.sub(" ", " ".join(parts)).strip()  # ASCII space only: keep NBSP
 
     def own_text(self) -> str:
         """The text of the node without its <small> children."""
@@ -320,8 +321,9 @@ def test_dashboard_filters(played: Played) -> None:
     assert response.status_code == 200
     root = dom(response.text)
     chips = [li.text() for li in root.one("ul", class_="chosen").all("li")]
-    assert chips == ["Period: from 1 Nov 2026", "Country: Uganda"]
-    sites = [tr.one("th").text() for tr in root.one("div", id="site-shares").all("tr")][1:]
+    assert chips == [f"Period: from 1{NBSP}Nov{NBSP}2026", "Country: Uganda"]
+    body = root.one("div", id="site-shares").one("tbody")
+    sites = [tr.one("th").text() for tr in body.all("tr")]
     assert sites == ["Tiira hard-rock site", "Kitumbi pits", "Nalutuntu pits"]
     links = [a.attrs["href"] for a in root.one("ul", class_="downloads").all("a")]
     assert links == [

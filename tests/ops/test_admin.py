@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,7 @@ from ledger.checkpoint import open_checkpoint
 from ledger.errors import ConflictError, IntegrityError
 from ledger.protocol import public_key_hex
 from ledger.store import Ledger, make_engine, open_ledger
-from tests.ops.conftest import behind_the_stores_back, build_world, flip_a_digit
+from tests.ops.conftest import GOLDTRAIL, behind_the_stores_back, build_world, flip_a_digit
 
 NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
 
@@ -288,8 +290,16 @@ def test_the_audit_command_names_the_first_bad_entry_and_readyz_reports_it(
     status, body = readyz(logged, key_file)
     assert status == 200  # the last audit was green, and the head is sound
 
-    red = admin(["audit"], env)
-    assert red.exit_code == 1
+    # through the installed command line, as an operator runs it
+    red = subprocess.run(
+        [str(GOLDTRAIL), "admin", "audit"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert red.returncode == 1, red.stdout + red.stderr
     assert "NOT sound" in red.stdout
     assert f"first bad entry: seq {seq} (event {event})" in red.stdout
     verdict = last_audit(logged.engine)

@@ -1,0 +1,145 @@
+"""The committed OpenAPI document: up to date, stable operation ids, errors as problems.
+
+``openapi/openapi.json`` is what clients generate code from; it must be exactly what the
+app serves (``make openapi`` regenerates it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from api import schemas
+from api.errors import PROBLEM_TYPE
+from api.openapi import OPENAPI_PATH, openapi_document, render
+
+from .conftest import Api
+
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+#: the operations of PROTOCOL.md section 6 and their ids: clients depend on these names
+STABLE_IDS = {
+    ("post", "/v1/events"): "append_event",
+    ("post", "/v1/events/batch"): "append_batch",
+    ("get", "/v1/events/{event_id}"): "get_event",
+    ("get", "/v1/log"): "get_log",
+    ("get", "/v1/log/checkpoint"): "get_checkpoint",
+    ("get", "/v1/log/entries"): "list_entries",
+    ("get", "/v1/log/proof/inclusion"): "inclusion_proof",
+    ("get", "/v1/log/proof/consistency"): "consistency_proof",
+    ("get", "/v1/actors"): "list_actors",
+    ("get", "/v1/actors/{actor_id}"): "get_actor",
+    ("get", "/v1/sites"): "list_sites",
+    ("get", "/v1/sites/{site_id}"): "get_site",
+    ("get", "/v1/lots"): "list_lots",
+    ("get", "/v1/lots/{lot_id}"): "get_lot",
+    ("get", "/v1/lots/{lot_id}/events"): "list_lot_events",
+    ("get", "/v1/lots/{lot_id}/bundle"): "get_bundle",
+    ("get", "/v1/lots/{lot_id}/qr.png"): "get_qr_png",
+    ("get", "/v1/lots/{lot_id}/qr.svg"): "get_qr_svg",
+    ("get", "/l/{lot_id}"): "lot_page",
+    ("get", "/healthz"): "healthz",
+    ("get", "/readyz"): "readyz",
+    ("get", "/metrics"): "metrics",
+}
+#: the main schemas: each has an example, which its model accepts
+MAIN_SCHEMAS = {
+    "Envelope": schemas.Envelope,
+    "Batch": schemas.Batch,
+    "Receipt": schemas.Receipt,
+    "BatchReceipts": schemas.BatchReceipts,
+    "Problem": schemas.Problem,
+    "LogInfo": schemas.LogInfo,
+    "Lot": schemas.Lot,
+}
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    return openapi_document()
+
+
+def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method, path, operation)
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+    ]
+
+
+def _is_html_page(operation: dict[str, Any]) -> bool:
+    return "text/html" in operation["responses"].get("200", {}).get("content", {})
+
+
+def test_committed_document_is_up_to_date() -> None:
+    committed = OPENAPI_PATH.read_text(encoding="utf-8") if OPENAPI_PATH.exists() else ""
+    assert committed == render(), (
+        "openapi/openapi.json is out of date with the app: run `make openapi` "
+        "(.venv/bin/python -m api.openapi) and commit the result"
+    )
+
+
+def test_the_app_serves_the_same_document(sqlite_api: Api) -> None:
+    response = sqlite_api.client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.json() == json.loads(render())
+
+
+def test_operation_ids_are_stable_snake_case_and_unique(document: dict[str, Any]) -> None:
+    ids = [operation.get("operationId") for _, _, operation in _operations(document)]
+    assert all(isinstance(i, str) and re.fullmatch(r"[a-z][a-z0-9]*(_[a-z0-9]+)*", i) for i in ids)
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    found = {
+        (method, path): operation["operationId"]
+        for method, path, operation in _operations(document)
+    }
+    for key, operation_id in STABLE_IDS.items():
+        assert found.get(key) == operation_id, key
+
+
+def test_every_error_is_a_documented_problem(document: dict[str, Any]) -> None:
+    for method, path, operation in _operations(document):
+        where = f"{method.upper()} {path}"
+        responses = operation["responses"]
+        for status, response in responses.items():
+            if not status.startswith("4"):
+                continue
+            content = response.get("content", {})
+            if _is_html_page(operation) and status == "404":
+                assert list(content) == ["text/html"], where  # the page's own 404 page
+                continue
+            assert content.get(PROBLEM_TYPE, {}).get("schema") == PROBLEM_REF, (where, status)
+            assert "application/json" not in content, (where, status)
+        if operation.get("parameters") or "requestBody" in operation:
+            assert "422" in responses, where  # FastAPI's refusals of parameters
+        if "{" in path:
+            assert "404" in responses, where
+    events = document["paths"]["/v1/events"]["post"]["responses"]
+    assert {"200", "201", "400", "401", "403", "404", "409", "413", "422"} <= set(events)
+
+
+def test_problem_schema(document: dict[str, Any]) -> None:
+    problem = document["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == {"type", "title", "status", "detail", "code"}
+    assert "index" in problem["properties"]
+
+
+def test_request_bodies_and_references_resolve(document: dict[str, Any]) -> None:
+    text = json.dumps(document)
+    names = set(re.findall(r'"#/components/schemas/([^"]+)"', text))
+    assert names - set(document["components"]["schemas"]) == set(), "dangling $ref"
+    for path, model in (("/v1/events", "Envelope"), ("/v1/events/batch", "Batch")):
+        body = document["paths"][path]["post"]["requestBody"]
+        assert body["required"] is True
+        schema = body["content"]["application/json"]["schema"]
+        assert schema == {"$ref": f"#/components/schemas/{model}"}
+
+
+@pytest.mark.parametrize("name", sorted(MAIN_SCHEMAS))
+def test_main_schemas_have_valid_examples(document: dict[str, Any], name: str) -> None:
+    schema = document["components"]["schemas"][name]
+    example = schema.get("example") or (schema.get("examples") or [None])[0]
+    assert example, f"the schema {name} has no example"
+    MAIN_SCHEMAS[name].model_validate(example)
