@@ -54,7 +54,8 @@ from collections.abc import Iterable, Mapping
 from fractions import Fraction
 from typing import Any, Protocol
 
-from ledger.state import LotState
+from ledger.reports import filter_day
+from ledger.state import LotState, gender_summary
 
 __all__ = [
     "EPCIS_CONTEXT",
@@ -114,16 +115,6 @@ def _quantity(lot_id: str, mass_mg: int) -> dict[str, Any]:
 
 def _gt(name: str) -> str:
     return f"{GT_PREFIX}:{name}"
-
-
-def _day(value: dt.date | str | None) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value.date().isoformat()
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return dt.date.fromisoformat(value).isoformat()
 
 
 def _party(kind: str, actor_id: str) -> dict[str, str]:
@@ -322,20 +313,12 @@ def _map(seq: int, event_id: str, body: Mapping[str, Any], t: _Tracker) -> dict[
 
 def _origin_summary(lot: LotState, state: LotLookup) -> dict[str, Any]:
     """Producers and fine gold over the lot's origin registrations (PROTOCOL.md §7)."""
-    women = men = women_led = total = 0
-    for origin_id in lot.origin_lots:
-        origin = lot if origin_id == lot.lot else state.lot(origin_id)
-        if origin is None or origin.registration is None:
-            continue
-        reg = origin.registration
-        women += reg.women
-        men += reg.men
-        total += reg.fine_product
-        women_led += reg.fine_product if reg.women_led else 0
+    summary = gender_summary(state, lot)
+    producers = summary["producers"]
     return {
-        _gt("producers"): {_gt("women"): women, _gt("men"): men},
-        _gt("womenLedFineMg"): women_led // 10**6,
-        _gt("originFineMg"): total // 10**6,
+        _gt("producers"): {_gt("women"): producers["women"], _gt("men"): producers["men"]},
+        _gt("womenLedFineMg"): summary["women_led_fine_mg"],
+        _gt("originFineMg"): summary["origin_fine_mg"],
     }
 
 
@@ -359,7 +342,7 @@ def epcis_document(
     for the lots the stream names) give each event's raised flags and the origin summary
     of processing outputs. See the module docstring for the mapping.
     """
-    d_from, d_to = _day(date_from), _day(date_to)
+    d_from, d_to = filter_day(date_from), filter_day(date_to)
     tracker = _Tracker()
     out: list[dict[str, Any]] = []
     lot_ids: list[str] = []

@@ -7,8 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ledger import merkle
-from ledger.errors import LedgerError
-from ledger.rules import Admitted, admit
+from ledger.rules import Admitted, admit_all
 from ledger.state import MemoryState, StagedState
 
 
@@ -39,21 +38,15 @@ class MemoryLedger:
     ) -> list[Admitted]:
         """Admit envelopes in order, all or nothing; errors carry the failing index."""
         staged = StagedState(self.state)
-        results: list[Admitted] = []
-        for index, envelope in enumerate(envelopes):
-            try:
-                results.append(
-                    admit(
-                        staged,
-                        envelope,
-                        origin=self.origin,
-                        registrar_key=self.registrar_key,
-                        now=now,
-                        lenient=self.lenient,
-                    )
-                )
-            except LedgerError as e:
-                raise (e.at(index) if batch else e) from None
+        results = admit_all(
+            staged,
+            envelopes,
+            origin=self.origin,
+            registrar_key=self.registrar_key,
+            now=now,
+            lenient=self.lenient,
+            batch=batch,
+        )
         self.state.apply(staged.changes)
         new = [r for r in results if r.existing is None]
         merkle.append_leaves(

@@ -119,7 +119,7 @@ def ratio(numerator: int | Fraction, denominator: int | Fraction = 1) -> dict[st
     return {"value": value, "numerator": num, "denominator": den}
 
 
-def _day(value: dt.date | str | None) -> str | None:
+def filter_day(value: dt.date | str | None) -> str | None:
     """A filter date as ``YYYY-MM-DD`` (ISO dates compare as strings)."""
     if value is None:
         return None
@@ -534,7 +534,7 @@ def gender_report(
     states each indicator's numerator and denominator, ``suppression`` the small-group rule
     (see the module docstring).
     """
-    d_from, d_to = _day(date_from), _day(date_to)
+    d_from, d_to = filter_day(date_from), filter_day(date_to)
     site_info: dict[str, dict[str, str]] = {}
     assessed: dict[str, tuple[str, Mapping[str, Any]]] = {}  # site → (event id, body)
     actor_ids: list[str] = []
@@ -760,7 +760,7 @@ def due_diligence_report(
     its resolution. Pass ``lots`` (every lot, consumed ones included) to stream ``events``
     in one pass; without it the events are read into memory to find the lots first.
     """
-    d_from, d_to, day = _day(date_from), _day(date_to), _day(today)
+    d_from, d_to, day = filter_day(date_from), filter_day(date_to), filter_day(today)
     assert day is not None
     today_date = dt.date.fromisoformat(day)
 

@@ -18,6 +18,7 @@ from typing import Any
 from ledger.errors import (
     ConflictError,
     ForbiddenError,
+    LedgerError,
     NotFoundError,
     RuleError,
     SchemaError,
@@ -271,6 +272,41 @@ def admit(
     handler(state, ev, lenient)
     state.add_event(EventRecord(eid, seq, body_dict["time"], body_dict, sig))
     return Admitted(eid, env, leaf_data)
+
+
+def admit_all(
+    state: StagedState,
+    envelopes: Iterable[object],
+    *,
+    origin: str,
+    registrar_key: str | None,
+    now: dt.datetime | None,
+    lenient: bool = False,
+    batch: bool = True,
+) -> list[Admitted]:
+    """Admit envelopes in order against one staged state (all or nothing is the caller's).
+
+    Raises the LedgerError of the first refused envelope, tagged with its ``index`` when
+    ``batch`` is true.
+    """
+    admitted: list[Admitted] = []
+    for index, envelope in enumerate(envelopes):
+        try:
+            admitted.append(
+                admit(
+                    state,
+                    envelope,
+                    origin=origin,
+                    registrar_key=registrar_key,
+                    now=now,
+                    lenient=lenient,
+                )
+            )
+        except LedgerError as e:
+            if batch:
+                e.at(index)
+            raise
+    return admitted
 
 
 # ---------------------------------------------------------------------------

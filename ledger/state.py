@@ -415,7 +415,14 @@ class MemoryState:
         return [self.lots[i] for i in ids if i in self.lots]
 
 
-def gender_summary(state: StateReader, lot: LotState) -> dict[str, Any]:
+class LotSource(Protocol):
+    """Anything that looks lots up by id (a StateReader, a report's state)."""
+
+    def lot(self, lot_id: str) -> LotState | None:
+        """A lot, or None."""
+
+
+def gender_summary(state: LotSource, lot: LotState) -> dict[str, Any]:
     """The gender summary of PROTOCOL.md section 7, over the lot's origin registrations."""
     women = men = 0
     women_led_fine = origin_fine = 0

@@ -65,7 +65,7 @@ from ledger.bundle import build_bundle
 from ledger.checkpoint import LogSigner, open_checkpoint
 from ledger.errors import IntegrityError, LedgerError, NotFoundError, SchemaError
 from ledger.protocol import event_id
-from ledger.rules import Admitted, Prepared, admit, prepare
+from ledger.rules import Admitted, Prepared, admit_all, prepare
 from ledger.state import (
     ActorState,
     Changes,
@@ -788,22 +788,14 @@ class Ledger:
             state.prefetch(items)
             staged = StagedState(state)
             start = staged.size()
-            admitted: list[Admitted] = []
-            for index, envelope in enumerate(items):
-                try:
-                    admitted.append(
-                        admit(
-                            staged,
-                            envelope,
-                            origin=self.origin,
-                            registrar_key=self.registrar_key,
-                            now=now,
-                        )
-                    )
-                except LedgerError as e:
-                    if batch:
-                        e.at(index)
-                    raise
+            admitted = admit_all(
+                staged,
+                items,
+                origin=self.origin,
+                registrar_key=self.registrar_key,
+                now=now,
+                batch=batch,
+            )
             new = [a for a in admitted if a.existing is None]
             leaves = {a.event_id: merkle.leaf_hash(a.leaf_data) for a in new}
             if new:
