@@ -7,7 +7,7 @@ and signs without appending, to test refusals; ``signer=`` / ``key=`` sign with 
 else's key. ``resign``, ``tamper``, ``for_origin`` and ``alt_signature`` make broken or
 unusual envelopes from an existing one.
 
-Load it by path (``tests/`` is not a package), as the test modules do.
+Import it as ``from tests import factories``.
 """
 
 from __future__ import annotations

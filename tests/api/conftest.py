@@ -22,14 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import importlib.util
 import os
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -44,23 +41,7 @@ from api.settings import Settings
 from ledger.protocol import public_key_hex, signing_key_from_seed
 from ledger.replay import MemoryLedger
 from ledger.store import read_seed_file
-
-
-def _load_factories() -> ModuleType:
-    """Import tests/factories.py by path, sharing the module with the ledger tests."""
-    name = "goldtrail_tests_factories"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).resolve().parent.parent / "factories.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-factories = _load_factories()
+from tests import factories
 
 ORIGIN: str = factories.ORIGIN
 PUBLIC_URL = "https://gold.example.test"

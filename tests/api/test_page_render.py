@@ -7,10 +7,8 @@ The screenshots land in ``artifacts/`` (gitignored) for a person to look at.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import re
 import string
-import sys
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -29,6 +27,7 @@ from ledger.events import FLAG_CLASS, TYPE_MODELS, AssayMethod, Form, Outcome, P
 from ledger.protocol import canonical, event_id, public_key_hex
 from ledger.replay import MemoryLedger
 from ledger.verify import Report, verify_bundle
+from tests import factories
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "artifacts"
@@ -672,13 +671,6 @@ def test_error_page_at_360px_in_chromium(page: Any) -> None:
 def test_site_whose_assessment_expired_before_registration_shows_blue() -> None:
     """A green assessment that expired before the gold was registered counts as blue
     (PROTOCOL.md 5): the page says so, in line with the lot's ``site_unassessed`` flag."""
-    spec = importlib.util.spec_from_file_location(
-        "goldtrail_tests_factories_pages", REPO_ROOT / "tests" / "factories.py"
-    )
-    assert spec is not None and spec.loader is not None
-    factories = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = factories
-    spec.loader.exec_module(factories)
     w = factories.World()
     w.register_actor("coop", ["cooperative"], lot_prefix="COOP-")
     w.register_site("site-a", "coop")

@@ -5,13 +5,10 @@ store's back (dropping or disabling the append-only triggers, as only an intrude
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -23,25 +20,9 @@ from ledger.audit import AuditReport, audit
 from ledger.checkpoint import LogSigner
 from ledger.protocol import public_key_hex
 from ledger.store import Ledger, open_ledger
+from tests import factories
 
 NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
-
-
-def _load_factories() -> ModuleType:
-    """Import tests/factories.py by path (tests/ is not a package)."""
-    name = "goldtrail_tests_factories"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).resolve().parent.parent / "factories.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-factories = _load_factories()
 
 
 @cache

@@ -11,10 +11,6 @@ computed here by a separate, naive reading of that paragraph, and by hand for sm
 from __future__ import annotations
 
 import copy
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import nacl.signing
@@ -28,26 +24,13 @@ from ledger.protocol import canonical, event_id, public_key_hex
 from ledger.replay import MemoryLedger
 from ledger.verify import BUNDLE_FORMAT, Report, verify_bundle
 from ledger.views import lot_view
+from tests import factories
 
 ORIGIN = "demo.goldtrail.example/log"
 BAR = "ALP-2026-118842"
 DORE = "KLA-2026-0101"
 SCENARIO = load_scenario()
 EXPECTED = SCENARIO["expected"]
-
-
-def _load_factories() -> ModuleType:
-    """Import tests/factories.py by path (tests/ is not a package)."""
-    name = "goldtrail_tests_factories"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).resolve().parents[1] / "factories.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None, path
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---------------------------------------------------------------------------
@@ -317,7 +300,6 @@ def world() -> Any:
         29 auditor assesses site-a green again   (after every registration: excluded)
         30 coop rotates its key again            (an actor event before the checkpoint)
     """
-    factories = _load_factories()
     w = factories.World()
     w.register_actor("registrar2", ["registrar"])
     w.register_actor("auditor", ["auditor"], country="UG")

@@ -5,12 +5,8 @@ the rules that are easy to get wrong (sections 1, 2, 5 and 6)."""
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import nacl.bindings
@@ -30,23 +26,8 @@ from ledger.errors import (
 from ledger.events import FLAG_CLASS
 from ledger.protocol import canonical, parse_strict, public_key_hex
 from ledger.state import gender_summary
+from tests import factories as F
 
-
-def _load_factories() -> ModuleType:
-    """Import tests/factories.py by path (tests/ is not a package)."""
-    name = "goldtrail_tests_factories"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).resolve().parents[1] / "factories.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None, path
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-F = _load_factories()
 World = F.World
 Event = F.Event
 out = F.out

@@ -9,11 +9,7 @@ scratch.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections import Counter
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -23,23 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from ledger.errors import LedgerError
 from ledger.events import FLAG_CLASS
 from ledger.state import CUSTODY_ROLES
-
-
-def _load_factories() -> ModuleType:
-    """Import tests/factories.py by path (tests/ is not a package)."""
-    name = "goldtrail_tests_factories"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).resolve().parents[1] / "factories.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None, path
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-F = _load_factories()
+from tests import factories as F
 
 ACTORS = [
     "registrar",

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import importlib.util
 import os
 import stat
-import sys
 import threading
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import nacl.signing
@@ -29,29 +26,13 @@ from ledger.errors import ConflictError, IntegrityError, LedgerError, RuleError,
 from ledger.protocol import event_id, public_key_hex, sign_body
 from ledger.store import Ledger, Receipt, make_engine, migrate, open_ledger, write_transaction
 from ledger.verify import verify_bundle
+from tests import factories
 
 ORIGIN = "test.goldtrail.example/log"
 T = "2026-11-01T08:00:00Z"
 NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
 REGISTRAR = nacl.signing.SigningKey(hashlib.sha256(b"registrar").digest())
 REGISTRAR_HEX = public_key_hex(REGISTRAR)
-
-
-def _load_factories() -> ModuleType:
-    """Import tests/factories.py by path (tests/ is not a package)."""
-    name = "goldtrail_tests_factories"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).resolve().parent.parent / "factories.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-factories = _load_factories()
 
 
 # ---------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import copy
 import gc
-import importlib.util
 import json
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from ledger.protocol import canonical, event_id, public_key_hex, sign_body
 from ledger.replay import MemoryLedger
 from ledger.verify import BUNDLE_FORMAT, Report, verify_bundle
 from ledger.views import lot_view
+from tests import factories
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ORIGIN = "demo.goldtrail.example/log"
@@ -834,13 +834,6 @@ def test_bundle_verifies_after_the_ledger_is_gone(tmp_path: Path) -> None:
 def _expired_site_report() -> Report:
     """A lot registered at a site whose green assessment expired before the registration:
     the rules flag it ``site_unassessed`` (the site counts as blue, PROTOCOL.md 5)."""
-    spec = importlib.util.spec_from_file_location(
-        "goldtrail_tests_factories_verify", REPO_ROOT / "tests" / "factories.py"
-    )
-    assert spec is not None and spec.loader is not None
-    factories = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = factories
-    spec.loader.exec_module(factories)
     w = factories.World()
     w.register_actor("coop", ["cooperative"], lot_prefix="COOP-")
     w.register_site("site-a", "coop")

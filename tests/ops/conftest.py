@@ -4,19 +4,16 @@ back (as the schema owner, bypassing the append-only triggers) to damage a log o
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -24,29 +21,17 @@ import pytest
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 
+from tests import factories
+
 REPO = Path(__file__).resolve().parents[2]
 GOLDTRAIL = REPO / ".venv" / "bin" / "goldtrail"
 APPEND_ONLY_MESSAGE = "the log is append-only"
 
 
-def load_factories() -> ModuleType:
-    """Import tests/factories.py by path, under the name the other test folders use."""
-    name = "goldtrail_tests_factories"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = REPO / "tests" / "factories.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @cache
 def build_world() -> Any:
     """A log with lots, transfers, a split, a merge, a flag and an offer (built once)."""
-    w = load_factories().World.standard()
+    w = factories.World.standard()
     a = w.register_lot(mass_mg=200_000).body["lot"]
     b = w.register_lot(site="site-b", mass_mg=150_000).body["lot"]
     c = w.register_lot(declarations={"child_labour": "non_wfcl"}).body["lot"]

@@ -22,7 +22,8 @@ from sqlalchemy import Engine
 from ledger.audit import audit
 from ledger.protocol import event_id, public_key_hex
 from ledger.store import make_engine
-from tests.ops.conftest import Server, load_factories
+from tests import factories
+from tests.ops.conftest import Server
 
 KILLS = 20 if os.environ.get("GOLDTRAIL_LONG") == "1" else 5
 BATCH = 20
@@ -36,7 +37,7 @@ class Stream:
     """The client's side: lot registrations in batches of 20, and what was acknowledged."""
 
     def __init__(self) -> None:
-        self.world = load_factories().World.standard()
+        self.world = factories.World.standard()
         self.time = self.world.tick()  # every lot at the same time, after the cast
         self.acked: set[str] = set()
         self.batches: list[list[str]] = []  # event ids of every batch sent

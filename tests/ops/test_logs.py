@@ -16,7 +16,8 @@ from sqlalchemy.engine import make_url
 from ledger import tables
 from ledger.protocol import public_key_hex
 from ledger.store import make_engine, read_seed_file
-from tests.ops.conftest import Server, behind_the_stores_back, load_factories
+from tests import factories
+from tests.ops.conftest import Server, behind_the_stores_back
 
 CANARY_NAME = "Amani Canary-Kahindo"
 PASSWORD = "s3cret-Pw-9f2c"
@@ -25,7 +26,6 @@ PASSWORD = "s3cret-Pw-9f2c"
 def test_request_logs_are_json_with_the_request_id_and_no_secrets(
     database_url: str, server_factory: Callable[[dict[str, str]], Server], tmp_path: Path
 ) -> None:
-    factories = load_factories()
     w = factories.World.standard()
     w.register_actor("canary", ["auditor"], name=CANARY_NAME)
     url = database_url
