@@ -24,6 +24,7 @@ from typing import Any
 import nacl.bindings
 import nacl.signing
 
+from clients.scenario import ScenarioPlayer
 from ledger.errors import LedgerError
 from ledger.protocol import body_digest, event_id, public_key_hex, sign_body, signing_message
 from ledger.replay import MemoryLedger
@@ -793,3 +794,27 @@ class World:
 
 def _recipient(state: LotState) -> str:
     return state.offer.to if state.offer is not None else state.custodian
+
+
+def play_scenario(
+    events: list[dict[str, Any]],
+    *,
+    origin: str,
+    registrar: nacl.signing.SigningKey | None = None,
+    now: dt.datetime | None = None,
+) -> tuple[MemoryLedger, ScenarioPlayer]:
+    """Scenario events signed and appended in order to a fresh in-memory ledger, whose seq 0
+    is signed by ``registrar`` (a new key when None); returns the ledger and the player
+    (whose ``keys`` hold every actor's signing key)."""
+    registrar = registrar or nacl.signing.SigningKey.generate()
+    ledger = MemoryLedger(origin, public_key_hex(registrar))
+    player = ScenarioPlayer(origin, first_registrar_key=registrar)
+
+    def lookup(lot: str) -> dict[str, Any]:
+        state: dict[str, Any] = ledger.state.lots[lot].model_dump(mode="json", by_alias=True)
+        return state
+
+    for index, raw in enumerate(events):
+        result = ledger.append(player.envelope(raw, lookup), now=now)
+        assert result.existing is None, (index, raw["type"])
+    return ledger, player

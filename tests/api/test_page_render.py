@@ -20,7 +20,7 @@ import pytest
 from api import i18n
 from api.i18n import t
 from api.pages import MIN_GROUP, choose_language, render_error_page, render_lot_page
-from clients.scenario import ScenarioPlayer, load_scenario
+from clients.scenario import load_scenario
 from ledger.bundle import build_bundle
 from ledger.checkpoint import LogSigner
 from ledger.events import FLAG_CLASS, TYPE_MODELS, AssayMethod, Form, Outcome, Process
@@ -75,14 +75,7 @@ class Log:
 
 def play(events: list[dict[str, Any]]) -> Log:
     registrar = nacl.signing.SigningKey(b"\x31" * 32)
-    ledger = MemoryLedger(ORIGIN, public_key_hex(registrar))
-    player = ScenarioPlayer(ORIGIN, first_registrar_key=registrar)
-
-    def lookup(lot: str) -> dict[str, Any]:
-        return ledger.state.lots[lot].model_dump(mode="json", by_alias=True)
-
-    for raw in events:
-        ledger.append(player.envelope(raw, lookup))
+    ledger, _ = factories.play_scenario(events, origin=ORIGIN, registrar=registrar)
     return Log(ledger, LogSigner(ORIGIN, b"\x32" * 32), public_key_hex(registrar))
 
 

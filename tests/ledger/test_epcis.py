@@ -17,14 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import nacl.signing
 import pytest
 
-from clients.scenario import ScenarioPlayer
 from ledger.epcis import EPCIS_CONTEXT, GT_NAMESPACE, epcis_document
-from ledger.protocol import public_key_hex
 from ledger.replay import MemoryLedger
 from ledger.state import LotState
+from tests import factories
 
 ORIGIN = "demo.goldtrail.example/log"
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
@@ -80,17 +78,7 @@ def validator() -> jsonschema.Draft7Validator:
 
 @pytest.fixture(scope="module")
 def played() -> tuple[MemoryLedger, Events]:
-    scenario = load_scenario()
-    registrar = nacl.signing.SigningKey.generate()
-    ledger = MemoryLedger(ORIGIN, public_key_hex(registrar))
-    player = ScenarioPlayer(ORIGIN, first_registrar_key=registrar)
-
-    def lookup(lot: str) -> dict[str, Any]:
-        state: dict[str, Any] = ledger.state.lots[lot].model_dump(mode="json", by_alias=True)
-        return state
-
-    for raw in scenario["events"]:
-        ledger.append(player.envelope(raw, lookup), now=NOW)
+    ledger, _ = factories.play_scenario(load_scenario()["events"], origin=ORIGIN, now=NOW)
     records = sorted(ledger.state.events.values(), key=lambda r: r.seq)
     return ledger, [(r.seq, r.event_id, r.body) for r in records]
 

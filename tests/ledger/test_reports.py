@@ -36,12 +36,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import nacl.signing
 import pytest
 
-from clients.scenario import ScenarioPlayer
 from ledger.charts import Chart, bar_chart, line_chart, report_charts
-from ledger.protocol import public_key_hex
 from ledger.replay import MemoryLedger
 from ledger.reports import (
     GENDER_CSV_COLUMNS,
@@ -56,6 +53,7 @@ from ledger.reports import (
     ratio,
 )
 from ledger.state import ActorState, LotState, SiteState
+from tests import factories
 
 ORIGIN = "demo.goldtrail.example/log"
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)  # after the scenario's last event
@@ -184,17 +182,8 @@ def load_scenario() -> dict[str, Any]:
 
 def _play(extra: bool) -> tuple[MemoryLedger, Events]:
     """The scenario (and EXTRA) played into a MemoryLedger, with its (seq, id, body) stream."""
-    scenario = load_scenario()
-    registrar = nacl.signing.SigningKey.generate()
-    ledger = MemoryLedger(ORIGIN, public_key_hex(registrar))
-    player = ScenarioPlayer(ORIGIN, first_registrar_key=registrar)
-
-    def lookup(lot: str) -> dict[str, Any]:
-        state: dict[str, Any] = ledger.state.lots[lot].model_dump(mode="json", by_alias=True)
-        return state
-
-    for raw in scenario["events"] + (EXTRA if extra else []):
-        ledger.append(player.envelope(raw, lookup), now=LATER if extra else NOW)
+    events = load_scenario()["events"] + (EXTRA if extra else [])
+    ledger, _ = factories.play_scenario(events, origin=ORIGIN, now=LATER if extra else NOW)
     records = sorted(ledger.state.events.values(), key=lambda r: r.seq)
     return ledger, [(r.seq, r.event_id, r.body) for r in records]
 

@@ -7,13 +7,12 @@ import datetime as dt
 import json
 from typing import Any
 
-import nacl.signing
 import pytest
 
-from clients.scenario import ScenarioPlayer, load_scenario
-from ledger.protocol import public_key_hex
+from clients.scenario import load_scenario
 from ledger.replay import MemoryLedger
 from ledger.state import CUSTODY_ROLES, gender_summary
+from tests import factories
 
 ORIGIN = "demo.goldtrail.example/log"
 NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)  # after the scenario's last event
@@ -22,17 +21,7 @@ NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)  # after the scenario's last even
 @pytest.fixture(scope="module")
 def played() -> tuple[dict[str, Any], MemoryLedger]:
     scenario = load_scenario()
-    registrar = nacl.signing.SigningKey.generate()
-    ledger = MemoryLedger(ORIGIN, public_key_hex(registrar))
-    player = ScenarioPlayer(ORIGIN, first_registrar_key=registrar)
-
-    def lookup(lot: str) -> dict[str, Any]:
-        state: dict[str, Any] = ledger.state.lots[lot].model_dump(mode="json", by_alias=True)
-        return state
-
-    for index, raw in enumerate(scenario["events"]):
-        result = ledger.append(player.envelope(raw, lookup), now=NOW)
-        assert result.existing is None, (index, raw["type"])
+    ledger, _ = factories.play_scenario(scenario["events"], origin=ORIGIN, now=NOW)
     return scenario, ledger
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import nacl.signing
 import pytest
 
-from clients.scenario import ScenarioPlayer, load_scenario
+from clients.scenario import load_scenario
 from ledger import merkle
 from ledger.bundle import build_bundle
 from ledger.checkpoint import LogSigner
@@ -49,14 +49,7 @@ def play(
     events: list[dict[str, Any]], registrar: nacl.signing.SigningKey, origin: str = ORIGIN
 ) -> tuple[MemoryLedger, dict[str, nacl.signing.SigningKey]]:
     """The scenario's events signed and appended to a fresh in-memory ledger."""
-    ledger = MemoryLedger(origin, public_key_hex(registrar))
-    player = ScenarioPlayer(origin, first_registrar_key=registrar)
-
-    def lookup(lot: str) -> dict[str, Any]:
-        return ledger.state.lots[lot].model_dump(mode="json", by_alias=True)
-
-    for raw in events:
-        ledger.append(player.envelope(raw, lookup))
+    ledger, player = factories.play_scenario(events, origin=origin, registrar=registrar)
     return ledger, player.keys
 
 
