@@ -1,0 +1,154 @@
+"""The fast canonical path is byte-identical to the reference ``rfc8785`` package.
+
+``ledger.protocol.canonical`` writes most values with the C JSON encoder and falls back to
+``rfc8785`` outside the domain where the two agree. The brief allows a faster path only with
+a property test proving it byte-identical to rfc8785 on everything the strict reader
+accepts: these tests generate JSON texts, keep those ``parse_strict`` accepts, and compare.
+A second test goes beyond the strict reader (floats, huge integers, non-ASCII keys, lone
+surrogates, tuples, subclasses) and checks the two agree or both refuse.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from pathlib import Path
+
+import pytest
+import rfc8785
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ledger.errors import LedgerError, SchemaError
+from ledger.protocol import MAX_SAFE_INTEGER, canonical, canonical_reference, parse_strict
+
+EXAMPLES = 400
+REPO = Path(__file__).resolve().parents[2]
+
+# Text that stresses escaping and ordering: controls, quotes, backslashes, DEL, U+2028,
+# non-BMP characters, combining marks (non-NFC forms are refused by the reader, NFC kept).
+_text = st.text(
+    alphabet=st.one_of(
+        st.characters(codec="utf-8"),
+        st.sampled_from(['"', "\\", "\x00", "\x1f", "\x7f", "\u2028", "\u00e9", "\U0001f600"]),
+    ),
+    max_size=12,
+)
+_keys = st.one_of(st.text(alphabet=st.characters(max_codepoint=127), max_size=6), _text)
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-MAX_SAFE_INTEGER, max_value=MAX_SAFE_INTEGER),
+    st.integers(min_value=-(2**60), max_value=2**60),
+    _text,
+)
+_json = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5),
+        st.dictionaries(_keys, inner, max_size=5),
+    ),
+    max_leaves=25,
+)
+
+
+def _reference(value: object) -> bytes | None:
+    try:
+        return rfc8785.dumps(value)  # type: ignore[arg-type]
+    except (rfc8785.CanonicalizationError, TypeError, ValueError):
+        return None
+
+
+def _ours(value: object) -> bytes | None:
+    try:
+        return canonical(value)
+    except SchemaError:
+        return None
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_json)
+def test_identical_on_everything_the_strict_reader_accepts(value: object) -> None:
+    text = json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    try:
+        accepted = parse_strict(text)
+    except LedgerError:
+        return  # refused by the reader: outside what the product ever canonicalises
+    assert canonical(accepted) == rfc8785.dumps(accepted)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.recursive(
+        st.one_of(
+            _scalars,
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.text(alphabet=st.characters(categories=["Cs"]), min_size=1, max_size=2),
+        ),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4),
+            st.lists(inner, max_size=4).map(tuple),
+            st.dictionaries(st.one_of(_keys, st.integers()), inner, max_size=4),
+        ),
+        max_leaves=15,
+    )
+)
+def test_identical_or_both_refuse_beyond_the_reader(value: object) -> None:
+    assert _ours(value) == _reference(value)
+
+
+def test_the_escapes_and_orders_the_rfc_names() -> None:
+    value = {
+        "b": '\b\f\n\r\t\x00\x1f\x7f"\\/\u2028é😀',
+        "a": [1, -0, MAX_SAFE_INTEGER, -MAX_SAFE_INTEGER, True, False, None, {}, []],
+        "B": {"z": 1, "_": 2, "a": 3},
+    }
+    assert canonical(value) == canonical_reference(value)
+    assert canonical(value).startswith(b'{"B":{"_":2,"a":3,"z":1},"a":[1,0,')
+    assert b'"\\b\\f\\n\\r\\t\\u0000\\u001f\x7f\\"\\\\/\xe2\x80\xa8' in canonical(value)
+
+
+class _Colour(enum.IntEnum):
+    RED = 1
+
+
+class _Name(str, enum.Enum):
+    GOLD = "gold"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        1.5,
+        2**53,
+        -(2**53),
+        {1: "int key"},
+        {"é": 1, "\U0001f600": 2, "\uffff": 3},
+        ("a", 1),
+        _Colour.RED,
+        {"form": _Name.GOLD},
+        "\ud800",
+    ],
+    ids=[
+        "float",
+        "too-big",
+        "too-small",
+        "int-key",
+        "astral-keys",
+        "tuple",
+        "intenum",
+        "str-enum",
+        "surrogate",
+    ],
+)
+def test_outside_the_fast_domain_the_reference_decides(value: object) -> None:
+    assert _ours(value) == _reference(value)
+
+
+def test_the_vectors_and_the_scenario() -> None:
+    for path in (
+        REPO / "tests" / "vectors" / "events.json",
+        REPO / "clients" / "data" / "scenario.json",
+    ):
+        value = json.loads(path.read_bytes())
+        assert canonical(value) == canonical_reference(value)
