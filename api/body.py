@@ -6,8 +6,9 @@ from typing import Any
 
 from fastapi import Request
 
-from ledger.errors import SchemaError, TooLargeError
+from ledger.errors import LedgerError, SchemaError, TooLargeError
 from ledger.protocol import canonical, parse_strict
+from ledger.rules import prepare
 
 EVENT_LIMIT = 256 * 1024
 BATCH_LIMIT = 4 * 1024 * 1024
@@ -44,14 +45,25 @@ async def read_batch(request: Request) -> list[Any]:
         raise TooLargeError(
             f"The batch holds {len(events)} events; send at most {BATCH_COUNT} at a time."
         )
+    items: list[Any] = []
     if isinstance(events, list):
+        # each envelope is canonicalised once here, for its size, and handed on in its
+        # prepared form so that the ledger does not canonicalise it again; one whose shape
+        # is wrong is measured as it is and refused by the rules in its turn
         for index, envelope in enumerate(events):
-            if len(canonical(envelope)) > EVENT_LIMIT:
+            try:
+                item: Any = prepare(envelope)
+                size = len(item.leaf_data)
+            except LedgerError:
+                item = envelope
+                size = len(canonical(envelope))
+            if size > EVENT_LIMIT:
                 raise TooLargeError(f"Event {index} of the batch is over {EVENT_LIMIT} bytes.").at(
                     index
                 )
+            items.append(item)
     if not isinstance(data, dict) or set(data) != {"events"} or not isinstance(events, list):
         raise SchemaError('A batch must be a JSON object {"events": [envelopes...]}.')
     if not events:
         raise SchemaError("The batch is empty: send at least one event.")
-    return events
+    return items

@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -60,7 +61,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
 
-from ledger import merkle, tables
+from ledger import merkle, sigcheck, tables
 from ledger.bundle import build_bundle
 from ledger.checkpoint import LogSigner, open_checkpoint
 from ledger.errors import IntegrityError, LedgerError, NotFoundError, SchemaError
@@ -714,8 +715,25 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class _BadSignatureInBatch(Exception):
+    """A signature checked on the other core failed: roll back and run the plain way."""
+
+
+def _signature_item(item: object) -> sigcheck.Item:
+    prepared = _as_prepared(item)
+    return (prepared.digest, prepared.signature["key"], prepared.signature["value"])
+
+
+def _as_prepared(item: object) -> Prepared:
+    if not isinstance(item, Prepared):  # pragma: no cover - callers pass Prepared only
+        raise TypeError("expected a Prepared envelope")
+    return item
+
+
 def _prepared_or_raw(envelope: object) -> object:
     """The envelope's ``Prepared`` form, or the envelope itself when it cannot be prepared."""
+    if isinstance(envelope, Prepared):
+        return envelope
     try:
         return prepare(envelope)
     except LedgerError:
@@ -783,6 +801,44 @@ class Ledger:
         # canonical bytes once per envelope, for the re-post lookup and the rules; one that
         # cannot be prepared goes to the rules as it is, which refuse it in its turn
         items = [_prepared_or_raw(envelope) for envelope in envelopes]
+        # a big batch has its signatures checked on another core while the rules run here
+        # on envelopes marked as checked; nothing is written before the answer is in, and
+        # if any signature fails, or the rules refuse an envelope while one does, the
+        # batch runs again the plain way, so the error is exactly the one it gives alone
+        unchecked = [
+            i for i, p in enumerate(items) if isinstance(p, Prepared) and p.verified_for is None
+        ]
+        signatures = [_signature_item(items[i]) for i in unchecked]
+        future = sigcheck.CHECKER.submit(self.origin, signatures)
+        if future is None:
+            return self._append(items, now, batch, None)
+        marked = list(items)
+        for i in unchecked:
+            marked[i] = dataclasses.replace(_as_prepared(items[i]), verified_for=self.origin)
+
+        def all_verified() -> bool:
+            return sigcheck.result(future, self.origin, signatures) is None
+
+        try:
+            return self._append(marked, now, batch, all_verified)
+        except _BadSignatureInBatch:
+            return self._append(items, now, batch, None)
+        except LedgerError:
+            if all_verified():
+                raise
+            return self._append(items, now, batch, None)
+        finally:
+            all_verified()  # the answer is always collected, which frees the worker
+
+    def _append(
+        self,
+        items: list[object],
+        now: dt.datetime | None,
+        batch: bool,
+        all_verified: Callable[[], bool] | None,
+    ) -> AppendResult:
+        """``append`` in one write transaction; ``all_verified`` (if given) is asked before
+        anything is written, and a false answer rolls the transaction back."""
         with write_transaction(self.engine) as conn:
             state = SqlState(conn)
             state.prefetch(items)
@@ -798,6 +854,8 @@ class Ledger:
             )
             new = [a for a in admitted if a.existing is None]
             leaves = {a.event_id: merkle.leaf_hash(a.leaf_data) for a in new}
+            if all_verified is not None and not all_verified():
+                raise _BadSignatureInBatch
             if new:
                 note = self._write(conn, state, staged.changes, new, leaves, start)
                 size = start + len(new)

@@ -1,0 +1,222 @@
+"""Ed25519 signature checks on another core, for big batches and the audit.
+
+The rules check each signature in turn, in one thread; for a batch of a thousand events
+that is ~40 ms of one core while the other waits. ``SignatureChecker`` sends the
+signatures of many envelopes to a worker process at once (libsodium there, through the
+same ``ledger.protocol.verify_signature`` the rules call) and is asked, later, for the
+index of the first one that does not verify. The caller runs the rules meanwhile on those
+envelopes marked as checked and decides once the answer is in; it never accepts anything
+before (see ``Ledger.append`` and ``ledger.audit``).
+
+The worker is a plain ``python -m ledger.sigcheck`` child speaking a small binary protocol
+on its standard input and output (not ``multiprocessing``: its ``spawn`` re-imports the
+caller's main module, and forking a threaded server is unsafe). It starts on first use and
+lives as long as the process; it exits when its input closes, so it never outlives its
+parent, even one killed with SIGKILL. Whenever the worker cannot be used (one core, busy
+with another thread's batch, dead), the caller checks the signatures itself.
+
+Request: ``>HI`` (origin length, count), the origin in UTF-8, then per signature the
+32-byte body digest, the 32-byte key and the 64-byte signature. Answer: ``>i``, the index
+of the first signature that fails, or -1.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+from ledger.errors import SignatureError
+from ledger.protocol import verify_signature
+
+#: below this many signatures the hand-off costs more than it saves
+MIN_BATCH = 64
+
+#: (SHA-256 of the canonical body, key hex, signature hex), as ``Prepared`` holds them
+Item = tuple[bytes, str, str]
+
+_HEAD = struct.Struct(">HI")
+_ANSWER = struct.Struct(">i")
+_RECORD = 32 + 32 + 64
+
+
+def first_bad(origin: str, items: Sequence[Item]) -> int | None:
+    """The index of the first signature that does not verify for ``origin``, or None."""
+    for index, (digest, key, value) in enumerate(items):
+        try:
+            verify_signature(origin, digest, key, value)
+        except SignatureError:
+            return index
+    return None
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+class Pending:
+    """A request the worker is working on; ``first_bad`` waits for its answer."""
+
+    def __init__(self, checker: SignatureChecker, origin: str, items: Sequence[Item]) -> None:
+        self._checker = checker
+        self._origin = origin
+        self._items = items
+        self._answer: int | None = None
+        self._done = False
+
+    def first_bad(self) -> int | None:
+        """The index of the first bad signature, or None (asks the worker once)."""
+        if not self._done:
+            self._answer = self._checker.collect(self._origin, self._items)
+            self._done = True
+        return self._answer
+
+
+class SignatureChecker:
+    """One worker process that checks signatures while the caller's thread runs the rules.
+
+    Disabled on a single core (nothing would run in parallel) or when the environment sets
+    ``GOLDTRAIL_SIGNATURE_WORKER=0``.
+    """
+
+    def __init__(self) -> None:
+        self._busy = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pid = os.getpid()
+        self.enabled = _cores() > 1 and os.environ.get("GOLDTRAIL_SIGNATURE_WORKER") != "0"
+
+    def submit(self, origin: str, items: Sequence[Item]) -> Pending | None:
+        """Start checking ``items``; None when they are too few or the worker is busy or
+        cannot run (the caller then checks them itself). A returned ``Pending`` must be
+        asked for its answer, which frees the worker."""
+        if not self.enabled or len(items) < MIN_BATCH or not self._busy.acquire(blocking=False):
+            return None
+        try:
+            proc = self._process()
+            request = bytearray(_HEAD.pack(len(origin.encode("utf-8")), len(items)))
+            request += origin.encode("utf-8")
+            for digest, key, value in items:
+                request += digest + bytes.fromhex(key) + bytes.fromhex(value)
+            stdin = _pipe(proc.stdin)
+            stdin.write(request)
+            stdin.flush()
+        except (OSError, ValueError):
+            self._stop()
+            self._busy.release()
+            return None
+        return Pending(self, origin, items)
+
+    def collect(self, origin: str, items: Sequence[Item]) -> int | None:
+        """The worker's answer for the request in flight; checked here if it fails."""
+        try:
+            proc = self._proc
+            data = _pipe(proc.stdout if proc is not None else None).read(_ANSWER.size)
+            if len(data) != _ANSWER.size:
+                raise OSError("the signature worker stopped")
+            (index,) = _ANSWER.unpack(data)
+            if not -1 <= index < len(items):
+                raise OSError("the signature worker gave a wrong answer")
+            return None if index < 0 else int(index)
+        except OSError:
+            self._stop()
+            return first_bad(origin, items)
+        finally:
+            self._busy.release()
+
+    def _process(self) -> subprocess.Popen[bytes]:
+        if self._pid != os.getpid():  # a forked child must not share its parent's pipes
+            self._proc, self._pid = None, os.getpid()
+        if self._proc is None or self._proc.poll() is not None:
+            here = str(Path(__file__).resolve().parent.parent)
+            path = os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "ledger.sigcheck"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env={**os.environ, "PYTHONPATH": path},
+            )
+        return self._proc
+
+    def _stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                if stream is not None:
+                    stream.close()
+
+    def close(self) -> None:
+        """Stop the worker (it also stops by itself when this process exits)."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def _pipe(stream: IO[bytes] | None) -> IO[bytes]:
+    if stream is None:
+        raise OSError("the signature worker has no pipe")
+    return stream
+
+
+def result(pending: Pending | None, origin: str, items: Sequence[Item]) -> int | None:
+    """The index of the first bad signature among ``items``: the worker's answer to
+    ``pending``, or checked here when there is no worker."""
+    if pending is not None:
+        return pending.first_bad()
+    return first_bad(origin, items)
+
+
+#: the process's checker, shared by every ledger and audit in it
+CHECKER = SignatureChecker()
+atexit.register(CHECKER.close)
+
+
+def _read_exactly(stream: IO[bytes], size: int) -> bytes | None:
+    data = stream.read(size)
+    return data if len(data) == size else None
+
+
+def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
+    """The worker's loop: answer requests until the input closes."""
+    while True:
+        head = _read_exactly(stdin, _HEAD.size)
+        if head is None:
+            return
+        origin_size, count = _HEAD.unpack(head)
+        origin_bytes = _read_exactly(stdin, origin_size)
+        records = _read_exactly(stdin, count * _RECORD)
+        if origin_bytes is None or records is None:
+            return
+        items = [
+            (
+                records[at : at + 32],
+                records[at + 32 : at + 64].hex(),
+                records[at + 64 : at + _RECORD].hex(),
+            )
+            for at in range(0, len(records), _RECORD)
+        ]
+        bad = first_bad(origin_bytes.decode("utf-8"), items)
+        stdout.write(_ANSWER.pack(-1 if bad is None else bad))
+        stdout.flush()
+
+
+if __name__ == "__main__":
+    _serve(sys.stdin.buffer, sys.stdout.buffer)

@@ -1,0 +1,169 @@
+"""Signatures checked on another core give exactly the answers of the plain path.
+
+``Ledger.append`` hands the signatures of a big batch (``sigcheck.MIN_BATCH`` or more) to a
+worker process while the rules run; a bad signature anywhere, alone or together with a rule
+failure before or after it, must give the same error, index and untouched ledger as when
+every signature is checked in turn.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger import sigcheck
+from ledger.errors import LedgerError
+from ledger.protocol import body_digest, sign_body, signing_key_from_seed
+from ledger.sigcheck import SignatureChecker, first_bad
+from ledger.store import Ledger, open_ledger
+from tests.ledger.test_store import NOW, ORIGIN, REGISTRAR_HEX, auditor, seq0
+
+N = sigcheck.MIN_BATCH + 36
+
+
+@pytest.fixture
+def started(database_url: str, tmp_path: Path) -> Iterator[Ledger]:
+    led = open_ledger(
+        database_url,
+        origin=ORIGIN,
+        log_key_file=tmp_path / "keys" / "log.key",
+        registrar_key=REGISTRAR_HEX,
+        clock=lambda: NOW,
+    )
+    led.append_one(seq0())
+    try:
+        yield led
+    finally:
+        led.engine.dispose()
+
+
+def _tamper_signature(env: dict[str, Any]) -> dict[str, Any]:
+    env = copy.deepcopy(env)
+    value = env["signature"]["value"]
+    env["signature"]["value"] = ("0" if value[0] != "0" else "1") + value[1:]
+    return env
+
+
+def _outcome(ledger: Ledger, batch: list[dict[str, Any]]) -> tuple[str, int | None, str] | str:
+    before = ledger.size()
+    try:
+        ledger.append(batch)
+    except LedgerError as e:
+        assert ledger.size() == before
+        return (e.code, e.index, e.detail)
+    return "ok"
+
+
+def _bad_sig(at: int) -> Callable[[list[dict[str, Any]]], None]:
+    def change(batch: list[dict[str, Any]]) -> None:
+        batch[at] = _tamper_signature(batch[at])
+
+    return change
+
+
+def _rule_error_then_bad_sig(batch: list[dict[str, Any]]) -> None:
+    batch[70] = _tamper_signature(batch[70])
+    batch[20] = auditor(10, "2026-11-01T08:00:01Z")  # auditor 10 again: refused by the rules
+
+
+def _bad_sig_then_rule_error(batch: list[dict[str, Any]]) -> None:
+    batch[20] = _tamper_signature(batch[20])
+    batch[70] = auditor(10, "2026-11-01T08:00:01Z")
+
+
+CASES: dict[str, Callable[[list[dict[str, Any]]], None]] = {
+    "bad signature in the middle": _bad_sig(50),
+    "bad signature first": _bad_sig(0),
+    "bad signature last": _bad_sig(-1),
+    "rule error before a bad signature": _rule_error_then_bad_sig,
+    "bad signature before a rule error": _bad_sig_then_rule_error,
+}
+
+
+EXPECTED = {
+    "bad signature in the middle": ("bad_signature", 50),
+    "bad signature first": ("bad_signature", 0),
+    "bad signature last": ("bad_signature", N - 1),
+    "rule error before a bad signature": ("duplicate_actor", 20),
+    "bad signature before a rule error": ("bad_signature", 20),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_worker_gives_the_plain_answer(
+    case: str, started: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = [auditor(i) for i in range(N)]
+    CASES[case](batch)
+    monkeypatch.setattr(sigcheck.CHECKER, "enabled", True)
+    with_worker = _outcome(started, batch)
+    monkeypatch.setattr(sigcheck.CHECKER, "enabled", False)
+    plain = _outcome(started, batch)
+    assert with_worker == plain
+    assert plain != "ok"
+    assert plain[:2] == EXPECTED[case]
+
+
+def test_a_good_batch_is_appended_with_the_worker(
+    started: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sigcheck.CHECKER, "enabled", True)
+    calls: list[int] = []
+    submit = sigcheck.CHECKER.submit
+
+    def counted(origin: str, items: Sequence[sigcheck.Item]) -> sigcheck.Pending | None:
+        pending = submit(origin, items)
+        calls.append(len(items) if pending is not None else 0)
+        return pending
+
+    monkeypatch.setattr(sigcheck.CHECKER, "submit", counted)
+    receipts = started.append([auditor(i) for i in range(N)]).receipts
+    assert calls == [N]  # the worker checked them
+    assert [r["seq"] for r in receipts] == list(range(1, N + 1))
+    assert started.size() == N + 1
+
+
+def test_the_worker_and_the_plain_loop_agree() -> None:
+    key = signing_key_from_seed("11" * 32)
+    envs = [sign_body({"n": i}, key, "o.example/log") for i in range(80)]
+    items = [(body_digest(e["body"]), e["signature"]["key"], e["signature"]["value"]) for e in envs]
+    checker = SignatureChecker()
+    checker.enabled = True
+    try:
+        for bad in (None, 0, 41, 79):
+            trial = list(items)
+            if bad is not None:
+                trial[bad] = (trial[bad][0], trial[bad][1], "00" * 64)
+            pending = checker.submit("o.example/log", trial)
+            assert pending is not None
+            assert pending.first_bad() == first_bad("o.example/log", trial) == bad
+        # another log's origin: every signature fails at once
+        pending = checker.submit("other.example/log", items)
+        assert pending is not None and pending.first_bad() == 0
+    finally:
+        checker.close()
+
+
+def test_a_dead_worker_is_replaced_by_local_checks() -> None:
+    key = signing_key_from_seed("22" * 32)
+    envs = [sign_body({"n": i}, key, "o.example/log") for i in range(70)]
+    items = [(body_digest(e["body"]), e["signature"]["key"], e["signature"]["value"]) for e in envs]
+    items[33] = (items[33][0], items[33][1], "ab" * 64)
+    checker = SignatureChecker()
+    checker.enabled = True
+    try:
+        pending = checker.submit("o.example/log", items)
+        assert pending is not None
+        proc = checker._proc
+        assert proc is not None
+        proc.kill()
+        proc.wait()
+        assert pending.first_bad() == 33  # checked here instead
+        again = checker.submit("o.example/log", items)  # a new worker starts
+        assert again is not None and again.first_bad() == 33
+    finally:
+        checker.close()
