@@ -376,9 +376,27 @@ class Server:
     pid: int
 
     def cpu_seconds(self) -> float:
-        """CPU time (user + system, every thread) the server process has used so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time (user + system, every thread) the server process and its live children
+        (the signature worker) have used so far."""
+        return sum(_cpu_seconds(pid) for pid in _descendants(self.pid))
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every live process below it."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(FileNotFoundError):
+            for child in task.read_text().split():
+                found += _descendants(int(child))
+    return found
 
 
 @contextlib.contextmanager

@@ -13,17 +13,18 @@ It reads one snapshot (one read transaction) and changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
-from ledger import merkle, tables
+from ledger import merkle, sigcheck, tables
 from ledger.checkpoint import open_checkpoint, parse_verifier_key
 from ledger.errors import LedgerError
 from ledger.protocol import parse_strict
-from ledger.rules import admit, prepare, split_envelope, verified
+from ledger.rules import Prepared, admit, prepare, split_envelope
 from ledger.state import MemoryState, StagedState
 from ledger.store import event_subject, lot_row, lots_named, read_transaction
 
@@ -91,6 +92,52 @@ class AuditReport:
         )
 
 
+class _Entry:
+    """One stored entry between its checks: what the bytes said, what is left to do."""
+
+    def __init__(self, row: Any) -> None:
+        self.row = row
+        self.seq = int(row.seq)
+        self.event_id = str(row.event_id)
+        self.leaf = b""
+        #: problems found by ``check``, reported in order when the entry is finished
+        self.problems: list[Problem] = []
+        self.prepared: Prepared | None = None
+        self.gap = False  # a seq is missing before this entry
+        self.stop = False  # the leaf hash column is wrong (the entry is still checked)
+        self.bad = False  # the bytes are not a canonical event with this id
+
+
+class _Chunk:
+    """Entries whose signatures are being checked by the worker (or will be, here)."""
+
+    def __init__(self, entries: list[_Entry], origin: str) -> None:
+        self.entries = entries
+        self.origin = origin
+        self.signed = [e for e in entries if e.prepared is not None]
+        self.items = [
+            (p.digest, p.signature["key"], p.signature["value"])
+            for p in (e.prepared for e in self.signed)
+            if p is not None
+        ]
+        self.pending: sigcheck.Pending | None = None
+
+    def submit(self) -> None:
+        """Hand the signatures to the worker (if it can take them)."""
+        self.pending = sigcheck.CHECKER.submit(self.origin, self.items)
+
+    def bad_signatures(self) -> set[int]:
+        """The seqs whose signature does not verify: the worker finds the first, the rest
+        (a damaged log only) are checked here."""
+        first = sigcheck.result(self.pending, self.origin, self.items)
+        bad: set[int] = set()
+        while first is not None:
+            bad.add(self.signed[first].seq)
+            rest = sigcheck.first_bad(self.origin, self.items[first + 1 :])
+            first = None if rest is None else first + 1 + rest
+        return bad
+
+
 class _Audit:
     """The state of one audit run."""
 
@@ -127,9 +174,16 @@ class _Audit:
     # -- entries -----------------------------------------------------------------------
 
     def entries(self) -> None:
+        """Check every entry in order, a chunk at a time.
+
+        The signatures of a chunk go to the signature worker (``ledger.sigcheck``) once it
+        is read and checked; it is finished (signatures, columns, replay) while the worker
+        checks the next one. Problems are reported in entry order all the same.
+        """
         t = tables.log
         total = int(self.conn.execute(select(func.count()).select_from(t)).scalar_one())
         expected, after = 0, -1
+        waiting: _Chunk | None = None
         while True:
             rows = self.conn.execute(
                 select(
@@ -148,51 +202,66 @@ class _Audit:
             ).all()
             if not rows:
                 break
-            leaves = []
+            checked = []
             for row in rows:
+                entry = _Entry(row)
                 if row.seq != expected:
-                    self.problem(
-                        "entry",
-                        f"the log has no entry {expected}: seq jumps from {expected - 1} to "
-                        f"{row.seq}",
-                        expected,
+                    entry.problems.append(
+                        Problem(
+                            "entry",
+                            f"the log has no entry {expected}: seq jumps from {expected - 1} "
+                            f"to {row.seq}",
+                            expected,
+                        )
                     )
-                    self.replaying = False
+                    entry.gap = True
                     self.tree_usable = False
                     expected = row.seq
-                leaves.append(self.entry(row))
+                self.check(entry)
+                checked.append(entry)
                 expected += 1
             if self.tree_usable:
-                merkle.append_leaves(self.tree, self.leaf_count, leaves)
-                self.leaf_count += len(leaves)
+                merkle.append_leaves(self.tree, self.leaf_count, [e.leaf for e in checked])
+                self.leaf_count += len(checked)
             after = rows[-1].seq
-            self.report.size += len(rows)
-            if self.progress is not None:
-                self.progress(self.report.size, total)
+            chunk = _Chunk(checked, self.origin)
+            if waiting is None:
+                chunk.submit()
+            else:
+                # the worker has been checking the waiting chunk while this one was read:
+                # take its answer, give it this chunk, and replay the waiting one meanwhile
+                bad = waiting.bad_signatures()
+                chunk.submit()
+                self.finish(waiting, bad, total)
+            waiting = chunk
+        if waiting is not None:
+            self.finish(waiting, waiting.bad_signatures(), total)
 
-    def entry(self, row: Any) -> bytes:
-        """Check one stored entry and replay it; return the leaf hash of its stored bytes."""
+    def check(self, entry: _Entry) -> None:
+        """What an entry's stored bytes alone can say: leaf hash, canonical form, id."""
+        row = entry.row
         data = bytes(row.envelope)
-        seq, stored_id = int(row.seq), str(row.event_id)
-        leaf = merkle.leaf_hash(data)
+        seq, stored_id = entry.seq, entry.event_id
+        entry.leaf = merkle.leaf_hash(data)
 
-        def bad(detail: str) -> bytes:
-            self.problem("entry", detail, seq, stored_id)
-            self.replaying = False
-            return leaf
+        def bad(detail: str) -> None:
+            entry.problems.append(Problem("entry", detail, seq, stored_id))
+            entry.bad = True
 
-        if leaf != bytes(row.leaf_hash):
-            self.problem(
-                "entry",
-                f"the stored leaf hash {bytes(row.leaf_hash).hex()} is not the hash of the "
-                f"stored envelope, {leaf.hex()}",
-                seq,
-                stored_id,
+        if entry.leaf != bytes(row.leaf_hash):
+            entry.problems.append(
+                Problem(
+                    "entry",
+                    f"the stored leaf hash {bytes(row.leaf_hash).hex()} is not the hash of the "
+                    f"stored envelope, {entry.leaf.hex()}",
+                    seq,
+                    stored_id,
+                )
             )
-            self.replaying = False
+            entry.stop = True
         try:
             envelope = parse_strict(data)
-            body, sig = split_envelope(envelope)
+            split_envelope(envelope)
         except LedgerError as e:
             return bad(f"the stored envelope is not a valid event: {e.detail}")
         try:
@@ -203,28 +272,58 @@ class _Audit:
             return bad(f"the stored envelope cannot be canonicalised: {e.detail}")
         if prepared.leaf_data != data:
             return bad("the stored envelope is not in canonical (RFC 8785) form")
-        digest = prepared.digest
-        if digest.hex() != stored_id:
-            return bad(f"the body hashes to {digest.hex()}, not to the stored event id")
-        try:
-            # verified once here; the replay's admit then does not verify it again
-            prepared = verified(prepared, self.origin)
-        except LedgerError:
-            return bad(f"the signature does not verify for the origin {self.origin!r}")
-        columns = {
-            "time": body.get("time"),
-            "type": body.get("type"),
-            "actor": body.get("actor"),
-            "subject": event_subject(body) if isinstance(body.get("type"), str) else None,
-        }
-        for name, value in columns.items():
-            if getattr(row, name) != value:
-                return bad(f"the {name} column says {getattr(row, name)!r}, the body {value!r}")
-        if seq == 0:
-            self.seq0_key = sig["key"]
-        if self.replaying:
-            self.replay(seq, stored_id, prepared)
-        return leaf
+        if prepared.event_id != stored_id:
+            return bad(f"the body hashes to {prepared.event_id}, not to the stored event id")
+        entry.prepared = prepared
+
+    def finish(self, chunk: _Chunk, bad_signature: set[int], total: int) -> None:
+        """Signatures (``bad_signature``: the seqs that fail), columns and the replay,
+        entry by entry."""
+        for entry in chunk.entries:
+            for found in entry.problems:
+                self.problem(found.kind, found.detail, found.seq, found.event_id)
+            if entry.gap or entry.stop or entry.bad:
+                self.replaying = False
+            prepared = entry.prepared
+            if prepared is None:
+                continue
+            seq, stored_id = entry.seq, entry.event_id
+            if entry.seq in bad_signature:
+                self.problem(
+                    "entry",
+                    f"the signature does not verify for the origin {self.origin!r}",
+                    seq,
+                    stored_id,
+                )
+                self.replaying = False
+                continue
+            # checked for this origin: the replay's admit does not verify it again
+            prepared = dataclasses.replace(prepared, verified_for=self.origin)
+            body, row = prepared.body, entry.row
+            columns = {
+                "time": body.get("time"),
+                "type": body.get("type"),
+                "actor": body.get("actor"),
+                "subject": event_subject(body) if isinstance(body.get("type"), str) else None,
+            }
+            wrong = [name for name, value in columns.items() if getattr(row, name) != value]
+            if wrong:
+                name = wrong[0]
+                self.problem(
+                    "entry",
+                    f"the {name} column says {getattr(row, name)!r}, the body {columns[name]!r}",
+                    seq,
+                    stored_id,
+                )
+                self.replaying = False
+                continue
+            if seq == 0:
+                self.seq0_key = prepared.signature["key"]
+            if self.replaying:
+                self.replay(seq, stored_id, prepared)
+        self.report.size += len(chunk.entries)
+        if self.progress is not None:
+            self.progress(self.report.size, total)
 
     def replay(self, seq: int, event_id: str, envelope: Any) -> None:
         staged = StagedState(self.state)

@@ -9,6 +9,7 @@ every signature is checked in turn.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 
 from ledger import sigcheck
 from ledger.errors import LedgerError
-from ledger.protocol import body_digest, sign_body, signing_key_from_seed
+from ledger.protocol import body_digest, canonical, sign_body, signing_key_from_seed
 from ledger.sigcheck import SignatureChecker, first_bad
 from ledger.store import Ledger, open_ledger
 from tests.ledger.test_store import NOW, ORIGIN, REGISTRAR_HEX, auditor, seq0
@@ -167,3 +168,34 @@ def test_a_dead_worker_is_replaced_by_local_checks() -> None:
         assert again is not None and again.first_bad() == 33
     finally:
         checker.close()
+
+
+def test_the_audit_with_the_worker_reports_what_it_reports_alone(
+    started: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ledger import audit as audit_module
+    from tests.ledger.test_audit import envelope_at, run_audit, set_envelope
+
+    started.append([auditor(i) for i in range(3 * N)])
+    for seq in (30, 31, 2 * N + 5):  # two in one chunk, one in another
+        _, data = envelope_at(started.engine, seq)
+        env = json.loads(data)
+        set_envelope(started.engine, seq, canonical(_tamper_signature(env)))
+    monkeypatch.setattr(audit_module, "CHUNK", N)
+    monkeypatch.setattr(sigcheck.CHECKER, "enabled", True)
+    calls: list[int] = []
+    submit = sigcheck.CHECKER.submit
+
+    def counted(origin: str, items: Sequence[sigcheck.Item]) -> sigcheck.Pending | None:
+        pending = submit(origin, items)
+        calls.append(len(items) if pending is not None else 0)
+        return pending
+
+    monkeypatch.setattr(sigcheck.CHECKER, "submit", counted)
+    with_worker = run_audit(started)
+    assert calls == [N, N, N, 0], calls  # every full chunk went to the worker (1 left over)
+    monkeypatch.setattr(sigcheck.CHECKER, "enabled", False)
+    plain = run_audit(started)
+    assert with_worker == plain
+    signature_problems = [p.seq for p in plain.problems if "signature" in p.detail]
+    assert signature_problems == [30, 31, 2 * N + 5]
