@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import unicodedata
 from typing import Any
 
@@ -93,12 +94,35 @@ def _check_strings_in_arrays(value: Any) -> None:
                 _check_strings_in_arrays(item)
 
 
+def _ascii_object_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # for text with no non-ASCII byte and no \u escape: every key and string is ASCII, so
+    # NFC and valid Unicode; only duplicate keys are left to find
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        return _object_hook(pairs)  # names the duplicate key
+    return obj
+
+
 _DECODER = json.JSONDecoder(
     object_pairs_hook=_object_hook,
     parse_float=_refuse_float,
     parse_int=_checked_int,
     parse_constant=_refuse_constant,
 )
+_ASCII_DECODER = json.JSONDecoder(
+    object_pairs_hook=_ascii_object_hook,
+    parse_float=_refuse_float,
+    parse_int=_checked_int,
+    parse_constant=_refuse_constant,
+)
+# ... and when no run of 16 digits appears anywhere, every integer has at most 15 digits,
+# so lies within ±(2^53 − 1) (16 digits): they need no check either
+_SHORT_INT_DECODER = json.JSONDecoder(
+    object_pairs_hook=_ascii_object_hook,
+    parse_float=_refuse_float,
+    parse_constant=_refuse_constant,
+)
+_LONG_DIGITS = re.compile(rb"[0-9]{16}")
 
 
 def parse_strict(data: bytes) -> JSON:
@@ -115,14 +139,25 @@ def parse_strict(data: bytes) -> JSON:
         ) from e
     if text.startswith("\ufeff"):
         raise MalformedError("The request starts with a byte-order mark; send plain UTF-8 JSON.")
+    # plain ASCII without \u escapes (most events) cannot hold a string that is not NFC,
+    # not valid Unicode or a non-ASCII key: the per-string checks are skipped for it
+    plain = data.isascii() and b"\\u" not in data
     try:
-        value = _DECODER.decode(text)
+        if not plain:
+            decoder = _DECODER
+        elif _LONG_DIGITS.search(data) is None:
+            decoder = _SHORT_INT_DECODER
+        else:
+            decoder = _ASCII_DECODER
+        value = decoder.decode(text)
     except json.JSONDecodeError as e:
         raise MalformedError(
             f"The request is not JSON: {e.msg} at line {e.lineno}, column {e.colno}."
         ) from e
     except RecursionError as e:
         raise MalformedError("The request is not JSON we can read: it is nested too deeply.") from e
+    if plain:
+        return value
     if isinstance(value, str):
         _check_string(value)
     else:

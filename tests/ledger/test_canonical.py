@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import rfc8785
@@ -112,7 +113,7 @@ class _Colour(enum.IntEnum):
     RED = 1
 
 
-class _Name(str, enum.Enum):
+class _Name(enum.StrEnum):
     GOLD = "gold"
 
 
@@ -152,3 +153,48 @@ def test_the_vectors_and_the_scenario() -> None:
     ):
         value = json.loads(path.read_bytes())
         assert canonical(value) == canonical_reference(value)
+
+
+def _full_strict_parse(data: bytes) -> object:
+    """The strict reader with every per-string check (its path for non-ASCII text)."""
+    from ledger import protocol
+
+    value = protocol._DECODER.decode(data.decode("utf-8"))
+    if isinstance(value, str):
+        protocol._check_string(value)
+    else:
+        protocol._check_strings_in_arrays(value)
+    return value
+
+
+def _outcome(read: Any, data: bytes) -> object:
+    try:
+        return ("value", read(data))
+    except LedgerError as e:
+        return ("refused", e.detail)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.recursive(
+        st.one_of(_scalars, st.floats(allow_nan=False, allow_infinity=False)),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4), st.dictionaries(_keys, inner, max_size=4)
+        ),
+        max_leaves=15,
+    ),
+    st.booleans(),
+    st.booleans(),
+)
+def test_the_plain_ascii_fast_paths_of_the_reader_agree_with_the_full_checks(
+    value: object, ascii_only: bool, duplicate: bool
+) -> None:
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    if duplicate and text.startswith("{") and text != "{}":
+        text = '{"dup": 1, "dup": 2, ' + text[1:]
+    data = text.encode("utf-8", "surrogatepass")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return  # not UTF-8: refused before either decoder runs
+    assert _outcome(parse_strict, data) == _outcome(_full_strict_parse, data)
