@@ -214,6 +214,30 @@ def _statement(key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
     return stmt
 
 
+def _insert_rows(conn: Connection, table: Any, rows: list[tuple[Any, ...]]) -> None:
+    """Insert plain rows (integers, text, bytes: values in the table's column order) with
+    the driver's ``executemany``: for the hot append-only tables, where SQLAlchemy's
+    per-value processing cost more than the insert. The statement is compiled once per
+    dialect; the database's constraints and triggers apply as to any insert."""
+    if not rows:
+        return
+    dialect = conn.dialect
+
+    def build() -> tuple[str, list[str] | None]:
+        compiled = insert(table).compile(dialect=dialect)
+        names = [c.name for c in table.c]
+        positional = compiled.positiontup
+        if positional is not None and list(positional) != names:  # pragma: no cover
+            raise RuntimeError(f"unexpected column order for {table.name}")
+        return str(compiled), None if positional is not None else names
+
+    sql, names = _statement(("insert_rows", dialect.name, table.name), build)
+    if names is None:
+        conn.exec_driver_sql(sql, rows)
+    else:
+        conn.exec_driver_sql(sql, [dict(zip(names, row, strict=True)) for row in rows])
+
+
 def _upsert(conn: Connection, table: Any, rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
     """Insert rows, replacing the non-key columns of rows that already exist."""
     if not rows:
@@ -434,10 +458,7 @@ class SqlHashStore:
         self.write_calls += 1
         self.writes += len(items)
         if items:
-            self.conn.execute(
-                insert(tables.tree_nodes),
-                [{"level": level, "idx": index, "hash": digest} for level, index, digest in items],
-            )
+            _insert_rows(self.conn, tables.tree_nodes, list(items))
 
 
 class SqlState:
@@ -612,13 +633,15 @@ class SqlState:
             ],
             ["site", "lot"],
         )
-        event_lots = [
-            {"lot": lot, "seq": record.seq, "event_id": record.event_id}
-            for record in changes.events
-            for lot in lots_named(record.body)
-        ]
-        if event_lots:
-            conn.execute(insert(tables.event_lots), event_lots)
+        _insert_rows(
+            conn,
+            tables.event_lots,
+            [
+                (lot, record.seq, record.event_id)  # the columns' order
+                for record in changes.events
+                for lot in lots_named(record.body)
+            ],
+        )
 
 
 def lot_row(lot: LotState) -> dict[str, Any]:
@@ -891,19 +914,20 @@ class Ledger:
         rows = []
         for seq, a in enumerate(new, start=start):
             body = a.envelope["body"]
+            # the columns' order: seq, event_id, leaf_hash, envelope, time, type, actor, subject
             rows.append(
-                {
-                    "seq": seq,
-                    "event_id": a.event_id,
-                    "leaf_hash": leaves[a.event_id],
-                    "envelope": a.leaf_data,
-                    "time": body["time"],
-                    "type": body["type"],
-                    "actor": body["actor"],
-                    "subject": event_subject(body),
-                }
+                (
+                    seq,
+                    a.event_id,
+                    leaves[a.event_id],
+                    a.leaf_data,
+                    body["time"],
+                    body["type"],
+                    body["actor"],
+                    event_subject(body),
+                )
             )
-        conn.execute(insert(tables.log), rows)
+        _insert_rows(conn, tables.log, rows)
         root = merkle.append_leaves(
             self._hash_store(conn), start, [leaves[a.event_id] for a in new]
         )
