@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
-from ledger import merkle, sigcheck, tables
+from ledger import gcpause, merkle, sigcheck, tables
 from ledger.checkpoint import open_checkpoint, parse_verifier_key
 from ledger.errors import LedgerError
 from ledger.protocol import parse_strict
@@ -322,6 +322,7 @@ class _Audit:
             if self.replaying:
                 self.replay(seq, stored_id, prepared)
         self.report.size += len(chunk.entries)
+        gcpause.collect_young()
         if self.progress is not None:
             self.progress(self.report.size, total)
 
@@ -452,6 +453,8 @@ class _Audit:
     # -- projections -------------------------------------------------------------------
 
     def compare(self, what: str, stored: dict[Any, Any], expected: dict[Any, Any]) -> None:
+        if stored == expected:
+            return
         for key in sorted(set(stored) | set(expected), key=repr):
             have, want = stored.get(key), expected.get(key)
             if have == want:
@@ -544,7 +547,7 @@ def audit(
     the key of seq 0. Never raises for a damaged log: everything wrong is a Problem in the
     report (at most 100). Raises only what the database raises.
     """
-    with read_transaction(engine) as conn:
+    with gcpause.paused(), read_transaction(engine) as conn:
         run = _Audit(conn, origin, verifier_key, registrar_key, progress)
         run.entries()
         run.tree_nodes()

@@ -61,7 +61,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
 
-from ledger import merkle, sigcheck, tables
+from ledger import gcpause, merkle, sigcheck, tables
 from ledger.bundle import build_bundle
 from ledger.checkpoint import LogSigner, open_checkpoint
 from ledger.errors import IntegrityError, LedgerError, NotFoundError, SchemaError
@@ -820,7 +820,12 @@ class Ledger:
         """
         if not envelopes:
             raise SchemaError("The batch is empty: send at least one event.")
-        now = self.clock() if check_time else None
+        with gcpause.paused():
+            return self._append_checked(envelopes, batch, self.clock() if check_time else None)
+
+    def _append_checked(
+        self, envelopes: Sequence[object], batch: bool, now: dt.datetime | None
+    ) -> AppendResult:
         # canonical bytes once per envelope, for the re-post lookup and the rules; one that
         # cannot be prepared goes to the rules as it is, which refuse it in its turn
         items = [_prepared_or_raw(envelope) for envelope in envelopes]
