@@ -332,7 +332,8 @@ def _seq0_signer(body: dict[str, Any], key: str, registrar_key: str | None) -> A
 
 
 def _signer(state: StagedState, actor_id: str, key: str, time: dt.datetime) -> ActorState:
-    actor = state.actor(actor_id)
+    # read as is: handlers only read the signer (an actor they change is read again)
+    actor = state.actor_as_is(actor_id)
     record = actor.key_record(key) if actor is not None else None
     if actor is None or record is None:
         raise SignatureError(
@@ -384,15 +385,17 @@ def _need_lot(state: StagedState, lot_id: str) -> LotState:
     return lot
 
 
-def _need_actor(state: StagedState, actor_id: str) -> ActorState:
-    actor = state.actor(actor_id)
+def _need_actor(state: StagedState, actor_id: str, *, as_is: bool = False) -> ActorState:
+    """The actor, a copy to change (or, ``as_is``, the stored object, only to read)."""
+    actor = state.actor_as_is(actor_id) if as_is else state.actor(actor_id)
     if actor is None:
         raise NotFoundError("unknown_actor", f"There is no actor '{actor_id}' in this log.")
     return actor
 
 
-def _need_site(state: StagedState, site_id: str) -> SiteState:
-    site = state.site(site_id)
+def _need_site(state: StagedState, site_id: str, *, as_is: bool = False) -> SiteState:
+    """The site, a copy to change (or, ``as_is``, the stored object, only to read)."""
+    site = state.site_as_is(site_id) if as_is else state.site(site_id)
     if site is None:
         raise NotFoundError("unknown_site", f"There is no site '{site_id}' in this log.")
     return site
@@ -507,7 +510,7 @@ def _actor_registered(state: StagedState, ev: _Event, lenient: bool) -> None:
     b = ev.body
     if ev.seq != 0:
         _require_role(ev.signer, ["registrar"], "register actors")
-    if state.actor(b["subject"]) is not None:
+    if state.actor_as_is(b["subject"]) is not None:
         raise ConflictError("duplicate_actor", f"The actor id '{b['subject']}' is already taken.")
     _check_key_free(state, b["key"])
     if "lot_prefix" in b:
@@ -643,7 +646,7 @@ def _actor_revoked(state: StagedState, ev: _Event, lenient: bool) -> None:
 
 def _site_registered(state: StagedState, ev: _Event, lenient: bool) -> None:
     b = ev.body
-    operator = _need_actor(state, b["operator"])
+    operator = _need_actor(state, b["operator"], as_is=True)
     _require_role(ev.signer, ["registrar"], "register sites")
     if operator.status != "active":
         raise ForbiddenError(
@@ -653,7 +656,7 @@ def _site_registered(state: StagedState, ev: _Event, lenient: bool) -> None:
         raise ForbiddenError(
             "forbidden_role", f"'{operator.id}' cannot operate a site: it is not a cooperative."
         )
-    if state.site(b["site"]) is not None:
+    if state.site_as_is(b["site"]) is not None:
         raise ConflictError("duplicate_site", f"The site id '{b['site']}' is already taken.")
     fields = {name: b[name] for name in SITE_FIELDS if name in b}
     fields["id"] = fields.pop("site")
@@ -686,7 +689,7 @@ def _site_assessed(state: StagedState, ev: _Event, lenient: bool) -> None:
 
 def _lot_registered(state: StagedState, ev: _Event, lenient: bool) -> None:
     b = ev.body
-    site = _need_site(state, b["site"])
+    site = _need_site(state, b["site"], as_is=True)
     _require_role(ev.signer, ["cooperative"], "register lots")
     if site.operator != ev.signer.id:
         raise ForbiddenError(
@@ -700,7 +703,7 @@ def _lot_registered(state: StagedState, ev: _Event, lenient: bool) -> None:
         raise ConflictError(
             "site_red", f"Site '{site.id}' is red (may not produce): no lot can be registered."
         )
-    if state.lot(b["lot"]) is not None:
+    if state.lot_as_is(b["lot"]) is not None:
         raise ConflictError("duplicate_lot", f"The lot id '{b['lot']}' has already been used.")
 
     producers, decl = b["producers"], b["declarations"]
@@ -768,7 +771,7 @@ def _lot_registered(state: StagedState, ev: _Event, lenient: bool) -> None:
 def _lot_transfer_offered(state: StagedState, ev: _Event, lenient: bool) -> None:
     b = ev.body
     lot = _need_lot(state, b["lot"])
-    recipient = state.actor(b["to"])
+    recipient = state.actor_as_is(b["to"])
     if recipient is None and not lenient:
         raise NotFoundError("unknown_actor", f"There is no actor '{b['to']}' in this log.")
     _check_prev(lot, b["prev"])
@@ -830,7 +833,7 @@ def _lot_transfer_accepted(state: StagedState, ev: _Event, lenient: bool) -> Non
     _check_not_on_hold(lot)
     if _discrepant(b["mass_mg"], lot.mass_mg):
         _raise_flag(lot, f"{ev.id}/mass_discrepancy", "mass_discrepancy")
-    offerer = state.actor(lot.custodian)
+    offerer = state.actor_as_is(lot.custodian)
     if (
         offerer is not None
         and offerer.country != ev.signer.country
@@ -878,7 +881,7 @@ def _lot_processed(state: StagedState, ev: _Event, lenient: bool) -> None:
     for lot in inputs:
         _check_not_on_hold(lot)
     for out in b["outputs"]:
-        if state.lot(out["lot"]) is not None:
+        if state.lot_as_is(out["lot"]) is not None:
             raise ConflictError(
                 "duplicate_lot", f"The lot id '{out['lot']}' has already been used."
             )
