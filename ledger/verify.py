@@ -17,9 +17,8 @@ from ledger.checkpoint import Checkpoint, open_checkpoint
 from ledger.errors import LedgerError, MalformedError, VerificationError
 from ledger.merkle import leaf_hash, verify_inclusion
 from ledger.protocol import canonical, event_id, parse_strict
-from ledger.replay import MemoryLedger
-from ledger.rules import Prepared, prepare
-from ledger.state import LotState, MemoryState
+from ledger.rules import Prepared, admit, prepare
+from ledger.state import LotState, MemoryState, StagedState
 from ledger.views import lot_view
 
 BUNDLE_FORMAT = "goldtrail-bundle/1"
@@ -174,18 +173,29 @@ def _verify(data: dict[str, Any], log_key: str, registrar_key: str | None, repor
         )
     if log.get("registrar_key") not in (None, seq0_key):
         _fail(report, "the bundle's registrar_key is not the key of seq 0")
-    replay = MemoryLedger(checkpoint.origin, registrar_key or seq0_key, lenient=True)
+    # one staged state over the whole bundle, as a MemoryLedger appending the entries one
+    # by one would reach (without the Merkle tree it keeps, which nothing here reads)
+    state = MemoryState()
+    staged = StagedState(state)
     by_id: dict[str, tuple[int, dict[str, Any]]] = {}
     for seq, envelope, eid in entries:
         try:
-            replay.append(prepared.get(seq, envelope))
+            admit(
+                staged,
+                prepared.get(seq, envelope),
+                origin=checkpoint.origin,
+                registrar_key=registrar_key or seq0_key,
+                now=None,
+                lenient=True,
+            )
         except LedgerError as e:
             _fail(report, f"refused by the rules ({e.code}): {e.detail}", seq, eid)
             raise _Stop from e
         by_id[eid] = (seq, envelope["body"])
+    state.apply(staged.changes)
 
     # 4. the provenance graph from head is complete back to registrations
-    lot = replay.state.lots.get(report.lot)
+    lot = state.lots.get(report.lot)
     if lot is None:
         _fail(report, f"the bundle holds no event creating lot {report.lot}")
         raise _Stop
@@ -203,15 +213,15 @@ def _verify(data: dict[str, Any], log_key: str, registrar_key: str | None, repor
         raise _Stop
 
     # 5. what the buyer is shown, recomputed from the replay
-    report.state = lot_view(replay.state, lot)
+    report.state = lot_view(state, lot)
     report.timeline = [
-        _timeline_item(replay.state, eid, by_id, eid in own_chain)
+        _timeline_item(state, eid, by_id, eid in own_chain)
         for eid in sorted(ancestry, key=lambda e: by_id[e][0])
     ]
     if report.label_at is not None:
         label_seq = by_id[report.label_at][0]
         report.after_label = [t for t in report.timeline if t.on_own_chain and t.seq > label_seq]
-    report.sites = _origin_sites(replay.state, lot, by_id)
+    report.sites = _origin_sites(state, lot, by_id)
 
 
 def _entries(
