@@ -24,7 +24,7 @@ from ledger.errors import (
     SchemaError,
     SignatureError,
 )
-from ledger.events import FLAG_CLASS, FlagCode, parse_body
+from ledger.events import FLAG_CLASS, FlagCode, parse_body, parse_protocol_time
 from ledger.protocol import canonical, sha256, verify_signature
 from ledger.state import (
     CUSTODY_ROLES,
@@ -111,6 +111,9 @@ def parse_time(value: str) -> dt.datetime:
 
     Raises ValueError for anything but ``YYYY-MM-DDTHH:MM:SSZ`` naming a real time.
     """
+    parsed = parse_protocol_time(value)
+    if parsed is not None:
+        return parsed
     match = _TIME.fullmatch(value)
     if match is None:  # not the protocol's form: let strptime give its usual error
         return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
@@ -191,7 +194,14 @@ def verified(prepared: Prepared, origin: str) -> Prepared:
 def _prepared(body: dict[str, Any], sig: dict[str, str]) -> Prepared:
     body_bytes = canonical(body)
     digest = sha256(body_bytes)
-    leaf_data = b'{"body":' + body_bytes + b',"signature":' + canonical(sig) + b"}"
+    key, value = sig["key"], sig["value"]
+    if type(key) is str and type(value) is str:
+        # canonical(sig) written out: split_envelope let through only a key and a value in
+        # lower-case hex, which RFC 8785 writes as they are
+        sig_bytes = b'{"key":"' + key.encode() + b'","value":"' + value.encode() + b'"}'
+    else:
+        sig_bytes = canonical(sig)
+    leaf_data = b'{"body":' + body_bytes + b',"signature":' + sig_bytes + b"}"
     return Prepared(body, sig, body_bytes, digest, digest.hex(), leaf_data)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import UnionType
 from typing import Any, Literal, Protocol, TypeVar, Union, get_args, get_origin
@@ -25,8 +25,8 @@ _M = TypeVar("_M", bound=BaseModel)
 
 _ATOMIC = frozenset({str, int, bool, float, type(None)})
 _set_attribute = object.__setattr__
-#: per state model, the fields whose values may be mutable (lists, dicts, models)
-_MUTABLE_FIELDS: dict[type[BaseModel], tuple[str, ...]] = {}
+#: per state model, the fields whose values may be mutable, each with how to copy it
+_MUTABLE_FIELDS: dict[type[BaseModel], tuple[tuple[str, Callable[[Any], Any]], ...]] = {}
 
 
 def _is_atomic(annotation: Any) -> bool:
@@ -42,14 +42,24 @@ def _is_atomic(annotation: Any) -> bool:
     return False
 
 
-def _mutable_fields(cls: type[BaseModel]) -> tuple[str, ...]:
-    names = _MUTABLE_FIELDS.get(cls)
-    if names is None:
-        names = tuple(
-            name for name, info in cls.model_fields.items() if not _is_atomic(info.annotation)
+def _copier(annotation: Any) -> Callable[[Any], Any]:
+    """How to deep-copy a value of a field that is not atomic: a list of atomic values is
+    copied flat, anything else by ``_fresh``."""
+    if get_origin(annotation) is list and all(_is_atomic(a) for a in get_args(annotation)):
+        return list.copy
+    return _fresh
+
+
+def _mutable_fields(cls: type[BaseModel]) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    fields = _MUTABLE_FIELDS.get(cls)
+    if fields is None:
+        fields = tuple(
+            (name, _copier(info.annotation))
+            for name, info in cls.model_fields.items()
+            if not _is_atomic(info.annotation)
         )
-        _MUTABLE_FIELDS[cls] = names
-    return names
+        _MUTABLE_FIELDS[cls] = fields
+    return fields
 
 
 def _fresh(value: Any) -> Any:
@@ -59,9 +69,9 @@ def _fresh(value: Any) -> Any:
     if kind in _ATOMIC:
         return value
     if kind is list:
-        return [_fresh(item) for item in value]
+        return [item if type(item) in _ATOMIC else _fresh(item) for item in value]
     if kind is dict:
-        return {key: _fresh(item) for key, item in value.items()}
+        return {key: item if type(item) in _ATOMIC else _fresh(item) for key, item in value.items()}
     if isinstance(value, BaseModel):
         return private_copy(value)
     return copy.deepcopy(value)
@@ -79,10 +89,10 @@ def private_copy(model: _M) -> _M:
         return model.model_copy(deep=True)
     cls = type(model)
     fields = model.__dict__.copy()
-    for name in _mutable_fields(cls):
+    for name, copier in _mutable_fields(cls):
         value = fields[name]
         if value is not None:
-            fields[name] = _fresh(value)
+            fields[name] = copier(value)
     new = cls.__new__(cls)
     _set_attribute(new, "__dict__", fields)
     _set_attribute(new, "__pydantic_fields_set__", set(model.__pydantic_fields_set__))
