@@ -480,13 +480,14 @@ _E = TypeVar("_E", bound=StrEnum)
 
 def _vocabulary(enum: type[StrEnum]) -> BeforeValidator:
     allowed = ", ".join(member.value for member in enum)
+    # what ``enum(value)`` finds for a string, looked up without the enum machinery
+    members: dict[str, StrEnum] = {member.value: member for member in enum}
 
     def check(value: object) -> object:
         if isinstance(value, str):
-            try:
-                return enum(value)
-            except ValueError:
-                pass
+            member = members.get(value)
+            if member is not None:
+                return member
         raise _fail(f"must be one of: {allowed}")
 
     return BeforeValidator(check)

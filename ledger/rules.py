@@ -500,10 +500,11 @@ def _discrepant(new: int, mass: int) -> bool:
 
 
 def _adjust_held(state: StagedState, actor_id: str, delta: int) -> None:
-    actor = state.actor(actor_id)
+    actor = state.actor_as_is(actor_id)
     if actor is not None:
-        actor.held_lots += delta
-        state.put_actor(actor)
+        # a shallow copy is enough: only held_lots changes, and staged or stored objects
+        # are never changed in place (every change is made on a private copy, then put)
+        state.put_actor(actor.model_copy(update={"held_lots": actor.held_lots + delta}))
 
 
 def _advance(state: StagedState, lot: LotState, ev: _Event) -> None:
