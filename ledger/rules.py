@@ -38,6 +38,7 @@ from ledger.state import (
     Registration,
     SiteState,
     StagedState,
+    shallow_copy,
 )
 
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
@@ -421,8 +422,9 @@ def _check_prev(lot: LotState, prev: str) -> None:
 
 
 def _require_role(actor: ActorState, roles: Iterable[str], doing: str) -> None:
-    wanted = sorted(set(roles))
-    if not set(wanted).intersection(actor.roles):
+    allowed = roles if isinstance(roles, frozenset) else frozenset(roles)
+    if allowed.isdisjoint(actor.roles):
+        wanted = sorted(allowed)
         raise ForbiddenError(
             "forbidden_role",
             f"'{actor.id}' may not {doing}: that needs the role {' or '.join(wanted)}.",
@@ -504,7 +506,7 @@ def _adjust_held(state: StagedState, actor_id: str, delta: int) -> None:
     if actor is not None:
         # a shallow copy is enough: only held_lots changes, and staged or stored objects
         # are never changed in place (every change is made on a private copy, then put)
-        state.put_actor(actor.model_copy(update={"held_lots": actor.held_lots + delta}))
+        state.put_actor(shallow_copy(actor, held_lots=actor.held_lots + delta))
 
 
 def _advance(state: StagedState, lot: LotState, ev: _Event) -> None:

@@ -101,6 +101,25 @@ def private_copy(model: _M) -> _M:
     return new
 
 
+def shallow_copy(model: _M, **changes: Any) -> _M:
+    """A copy of a state object with ``changes`` set (not validated), sharing every other
+    value with ``model``: equal to ``model.model_copy(update=changes)``.
+
+    Only for objects that are never changed in place, as staged and stored ones are not.
+    """
+    if model.__pydantic_extra__ is not None or model.__pydantic_private__ is not None:
+        return model.model_copy(update=changes)
+    cls = type(model)
+    fields = model.__dict__.copy()
+    fields.update(changes)
+    new = cls.__new__(cls)
+    _set_attribute(new, "__dict__", fields)
+    _set_attribute(new, "__pydantic_fields_set__", model.__pydantic_fields_set__ | changes.keys())
+    _set_attribute(new, "__pydantic_extra__", None)
+    _set_attribute(new, "__pydantic_private__", None)
+    return new
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
