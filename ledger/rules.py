@@ -389,8 +389,9 @@ def _check_named_times(state: StagedState, body: dict[str, Any], time: dt.dateti
 # Shared checks
 
 
-def _need_lot(state: StagedState, lot_id: str) -> LotState:
-    lot = state.lot(lot_id)
+def _need_lot(state: StagedState, lot_id: str, *, as_is: bool = False) -> LotState:
+    """The lot, a copy to change (or, ``as_is``, the stored object, only to read)."""
+    lot = state.lot_as_is(lot_id) if as_is else state.lot(lot_id)
     if lot is None:
         raise NotFoundError("unknown_lot", f"There is no lot '{lot_id}' in this log.")
     return lot
@@ -877,7 +878,8 @@ def _lot_transfer_cancelled(state: StagedState, ev: _Event, lenient: bool) -> No
 
 def _lot_processed(state: StagedState, ev: _Event, lenient: bool) -> None:
     b = ev.body
-    inputs = [_need_lot(state, item["lot"]) for item in b["inputs"]]
+    # the inputs are only read; each is staged consumed as a new version at the end
+    inputs = [_need_lot(state, item["lot"], as_is=True) for item in b["inputs"]]
     for lot, item in zip(inputs, b["inputs"], strict=True):
         _check_prev(lot, item["prev"])
     if b["process"] not in OPEN_PROCESSES:
@@ -935,9 +937,8 @@ def _lot_processed(state: StagedState, ev: _Event, lenient: bool) -> None:
     origin_lots = sorted({o for lot in inputs for o in lot.origin_lots})
 
     for lot in inputs:
-        lot.status = "consumed"
-        lot.offer = None
-        _advance(state, lot, ev)
+        consumed = {"status": "consumed", "offer": None, "head": ev.id, "events": lot.events + 1}
+        state.put_lot(shallow_copy(lot, **consumed))
     for out in b["outputs"]:
         state.put_lot(
             LotState(
