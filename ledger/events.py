@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from functools import cache
+from functools import cache, lru_cache
 from typing import Annotated, Any, Literal, Self, TypeVar
 
 import pycountry
@@ -99,6 +99,7 @@ __all__ = [
     "check_actor_updated_prefix",
     "parse_body",
     "parse_envelope",
+    "parse_protocol_time",
     "split_flag_id",
 ]
 
@@ -363,15 +364,24 @@ _CURRENCY = re.compile(r"[A-Z]{3}")
 _FLAG_ID = re.compile(r"([0-9a-f]{64})/([a-z_]{1,64})")
 
 
+@lru_cache(maxsize=4096)
 def _parse_time(value: str) -> datetime | None:
+    # cached: a body's time is parsed when it is validated, by its ``at`` and by the rules
+    # (``ledger.rules.parse_time``), and the rules parse the times of the events it names
     match = _TIME.fullmatch(value)
     if match is None:
         return None
-    year, month, day, hour, minute, second = (int(part) for part in match.groups())
+    year, month, day, hour, minute, second = map(int, match.groups())
     try:
         return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     except ValueError:
         return None
+
+
+def parse_protocol_time(value: str) -> datetime | None:
+    """The aware UTC datetime of a protocol timestamp ``YYYY-MM-DDTHH:MM:SSZ`` naming a
+    real time, or None for any other text."""
+    return _parse_time(value)
 
 
 def _check_time(value: str) -> str:
@@ -470,13 +480,14 @@ _E = TypeVar("_E", bound=StrEnum)
 
 def _vocabulary(enum: type[StrEnum]) -> BeforeValidator:
     allowed = ", ".join(member.value for member in enum)
+    # what ``enum(value)`` finds for a string, looked up without the enum machinery
+    members: dict[str, StrEnum] = {member.value: member for member in enum}
 
     def check(value: object) -> object:
         if isinstance(value, str):
-            try:
-                return enum(value)
-            except ValueError:
-                pass
+            member = members.get(value)
+            if member is not None:
+                return member
         raise _fail(f"must be one of: {allowed}")
 
     return BeforeValidator(check)
@@ -606,7 +617,8 @@ class _Model(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _refuse_null(cls, data: Any) -> Any:
-        if isinstance(data, dict):
+        # ``None in values()`` finds every null value (identity is tried first), in C
+        if isinstance(data, dict) and None in data.values():
             names = _wire_names(cls)
             for key, value in data.items():
                 if value is None and key in names:

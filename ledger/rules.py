@@ -24,7 +24,7 @@ from ledger.errors import (
     SchemaError,
     SignatureError,
 )
-from ledger.events import FLAG_CLASS, FlagCode, parse_body
+from ledger.events import FLAG_CLASS, FlagCode, parse_body, parse_protocol_time
 from ledger.protocol import canonical, sha256, verify_signature
 from ledger.state import (
     CUSTODY_ROLES,
@@ -38,6 +38,7 @@ from ledger.state import (
     Registration,
     SiteState,
     StagedState,
+    shallow_copy,
 )
 
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
@@ -111,6 +112,9 @@ def parse_time(value: str) -> dt.datetime:
 
     Raises ValueError for anything but ``YYYY-MM-DDTHH:MM:SSZ`` naming a real time.
     """
+    parsed = parse_protocol_time(value)
+    if parsed is not None:
+        return parsed
     match = _TIME.fullmatch(value)
     if match is None:  # not the protocol's form: let strptime give its usual error
         return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
@@ -191,7 +195,14 @@ def verified(prepared: Prepared, origin: str) -> Prepared:
 def _prepared(body: dict[str, Any], sig: dict[str, str]) -> Prepared:
     body_bytes = canonical(body)
     digest = sha256(body_bytes)
-    leaf_data = b'{"body":' + body_bytes + b',"signature":' + canonical(sig) + b"}"
+    key, value = sig["key"], sig["value"]
+    if type(key) is str and type(value) is str:
+        # canonical(sig) written out: split_envelope let through only a key and a value in
+        # lower-case hex, which RFC 8785 writes as they are
+        sig_bytes = b'{"key":"' + key.encode() + b'","value":"' + value.encode() + b'"}'
+    else:
+        sig_bytes = canonical(sig)
+    leaf_data = b'{"body":' + body_bytes + b',"signature":' + sig_bytes + b"}"
     return Prepared(body, sig, body_bytes, digest, digest.hex(), leaf_data)
 
 
@@ -332,7 +343,8 @@ def _seq0_signer(body: dict[str, Any], key: str, registrar_key: str | None) -> A
 
 
 def _signer(state: StagedState, actor_id: str, key: str, time: dt.datetime) -> ActorState:
-    actor = state.actor(actor_id)
+    # read as is: handlers only read the signer (an actor they change is read again)
+    actor = state.actor_as_is(actor_id)
     record = actor.key_record(key) if actor is not None else None
     if actor is None or record is None:
         raise SignatureError(
@@ -377,22 +389,25 @@ def _check_named_times(state: StagedState, body: dict[str, Any], time: dt.dateti
 # Shared checks
 
 
-def _need_lot(state: StagedState, lot_id: str) -> LotState:
-    lot = state.lot(lot_id)
+def _need_lot(state: StagedState, lot_id: str, *, as_is: bool = False) -> LotState:
+    """The lot, a copy to change (or, ``as_is``, the stored object, only to read)."""
+    lot = state.lot_as_is(lot_id) if as_is else state.lot(lot_id)
     if lot is None:
         raise NotFoundError("unknown_lot", f"There is no lot '{lot_id}' in this log.")
     return lot
 
 
-def _need_actor(state: StagedState, actor_id: str) -> ActorState:
-    actor = state.actor(actor_id)
+def _need_actor(state: StagedState, actor_id: str, *, as_is: bool = False) -> ActorState:
+    """The actor, a copy to change (or, ``as_is``, the stored object, only to read)."""
+    actor = state.actor_as_is(actor_id) if as_is else state.actor(actor_id)
     if actor is None:
         raise NotFoundError("unknown_actor", f"There is no actor '{actor_id}' in this log.")
     return actor
 
 
-def _need_site(state: StagedState, site_id: str) -> SiteState:
-    site = state.site(site_id)
+def _need_site(state: StagedState, site_id: str, *, as_is: bool = False) -> SiteState:
+    """The site, a copy to change (or, ``as_is``, the stored object, only to read)."""
+    site = state.site_as_is(site_id) if as_is else state.site(site_id)
     if site is None:
         raise NotFoundError("unknown_site", f"There is no site '{site_id}' in this log.")
     return site
@@ -408,8 +423,9 @@ def _check_prev(lot: LotState, prev: str) -> None:
 
 
 def _require_role(actor: ActorState, roles: Iterable[str], doing: str) -> None:
-    wanted = sorted(set(roles))
-    if not set(wanted).intersection(actor.roles):
+    allowed = roles if isinstance(roles, frozenset) else frozenset(roles)
+    if allowed.isdisjoint(actor.roles):
+        wanted = sorted(allowed)
         raise ForbiddenError(
             "forbidden_role",
             f"'{actor.id}' may not {doing}: that needs the role {' or '.join(wanted)}.",
@@ -487,10 +503,11 @@ def _discrepant(new: int, mass: int) -> bool:
 
 
 def _adjust_held(state: StagedState, actor_id: str, delta: int) -> None:
-    actor = state.actor(actor_id)
+    actor = state.actor_as_is(actor_id)
     if actor is not None:
-        actor.held_lots += delta
-        state.put_actor(actor)
+        # a shallow copy is enough: only held_lots changes, and staged or stored objects
+        # are never changed in place (every change is made on a private copy, then put)
+        state.put_actor(shallow_copy(actor, held_lots=actor.held_lots + delta))
 
 
 def _advance(state: StagedState, lot: LotState, ev: _Event) -> None:
@@ -507,7 +524,7 @@ def _actor_registered(state: StagedState, ev: _Event, lenient: bool) -> None:
     b = ev.body
     if ev.seq != 0:
         _require_role(ev.signer, ["registrar"], "register actors")
-    if state.actor(b["subject"]) is not None:
+    if state.actor_as_is(b["subject"]) is not None:
         raise ConflictError("duplicate_actor", f"The actor id '{b['subject']}' is already taken.")
     _check_key_free(state, b["key"])
     if "lot_prefix" in b:
@@ -643,7 +660,7 @@ def _actor_revoked(state: StagedState, ev: _Event, lenient: bool) -> None:
 
 def _site_registered(state: StagedState, ev: _Event, lenient: bool) -> None:
     b = ev.body
-    operator = _need_actor(state, b["operator"])
+    operator = _need_actor(state, b["operator"], as_is=True)
     _require_role(ev.signer, ["registrar"], "register sites")
     if operator.status != "active":
         raise ForbiddenError(
@@ -653,7 +670,7 @@ def _site_registered(state: StagedState, ev: _Event, lenient: bool) -> None:
         raise ForbiddenError(
             "forbidden_role", f"'{operator.id}' cannot operate a site: it is not a cooperative."
         )
-    if state.site(b["site"]) is not None:
+    if state.site_as_is(b["site"]) is not None:
         raise ConflictError("duplicate_site", f"The site id '{b['site']}' is already taken.")
     fields = {name: b[name] for name in SITE_FIELDS if name in b}
     fields["id"] = fields.pop("site")
@@ -686,7 +703,7 @@ def _site_assessed(state: StagedState, ev: _Event, lenient: bool) -> None:
 
 def _lot_registered(state: StagedState, ev: _Event, lenient: bool) -> None:
     b = ev.body
-    site = _need_site(state, b["site"])
+    site = _need_site(state, b["site"], as_is=True)
     _require_role(ev.signer, ["cooperative"], "register lots")
     if site.operator != ev.signer.id:
         raise ForbiddenError(
@@ -700,7 +717,7 @@ def _lot_registered(state: StagedState, ev: _Event, lenient: bool) -> None:
         raise ConflictError(
             "site_red", f"Site '{site.id}' is red (may not produce): no lot can be registered."
         )
-    if state.lot(b["lot"]) is not None:
+    if state.lot_as_is(b["lot"]) is not None:
         raise ConflictError("duplicate_lot", f"The lot id '{b['lot']}' has already been used.")
 
     producers, decl = b["producers"], b["declarations"]
@@ -768,7 +785,7 @@ def _lot_registered(state: StagedState, ev: _Event, lenient: bool) -> None:
 def _lot_transfer_offered(state: StagedState, ev: _Event, lenient: bool) -> None:
     b = ev.body
     lot = _need_lot(state, b["lot"])
-    recipient = state.actor(b["to"])
+    recipient = state.actor_as_is(b["to"])
     if recipient is None and not lenient:
         raise NotFoundError("unknown_actor", f"There is no actor '{b['to']}' in this log.")
     _check_prev(lot, b["prev"])
@@ -830,7 +847,7 @@ def _lot_transfer_accepted(state: StagedState, ev: _Event, lenient: bool) -> Non
     _check_not_on_hold(lot)
     if _discrepant(b["mass_mg"], lot.mass_mg):
         _raise_flag(lot, f"{ev.id}/mass_discrepancy", "mass_discrepancy")
-    offerer = state.actor(lot.custodian)
+    offerer = state.actor_as_is(lot.custodian)
     if (
         offerer is not None
         and offerer.country != ev.signer.country
@@ -861,7 +878,8 @@ def _lot_transfer_cancelled(state: StagedState, ev: _Event, lenient: bool) -> No
 
 def _lot_processed(state: StagedState, ev: _Event, lenient: bool) -> None:
     b = ev.body
-    inputs = [_need_lot(state, item["lot"]) for item in b["inputs"]]
+    # the inputs are only read; each is staged consumed as a new version at the end
+    inputs = [_need_lot(state, item["lot"], as_is=True) for item in b["inputs"]]
     for lot, item in zip(inputs, b["inputs"], strict=True):
         _check_prev(lot, item["prev"])
     if b["process"] not in OPEN_PROCESSES:
@@ -878,7 +896,7 @@ def _lot_processed(state: StagedState, ev: _Event, lenient: bool) -> None:
     for lot in inputs:
         _check_not_on_hold(lot)
     for out in b["outputs"]:
-        if state.lot(out["lot"]) is not None:
+        if state.lot_as_is(out["lot"]) is not None:
             raise ConflictError(
                 "duplicate_lot", f"The lot id '{out['lot']}' has already been used."
             )
@@ -919,9 +937,8 @@ def _lot_processed(state: StagedState, ev: _Event, lenient: bool) -> None:
     origin_lots = sorted({o for lot in inputs for o in lot.origin_lots})
 
     for lot in inputs:
-        lot.status = "consumed"
-        lot.offer = None
-        _advance(state, lot, ev)
+        consumed = {"status": "consumed", "offer": None, "head": ev.id, "events": lot.events + 1}
+        state.put_lot(shallow_copy(lot, **consumed))
     for out in b["outputs"]:
         state.put_lot(
             LotState(

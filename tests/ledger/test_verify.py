@@ -21,14 +21,17 @@ from typing import Any
 
 import nacl.signing
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clients.scenario import load_scenario
 from ledger import merkle
 from ledger.bundle import build_bundle
 from ledger.checkpoint import LogSigner
+from ledger.errors import LedgerError
 from ledger.protocol import canonical, event_id, public_key_hex, sign_body
 from ledger.replay import MemoryLedger
-from ledger.verify import BUNDLE_FORMAT, Report, verify_bundle
+from ledger.verify import BUNDLE_FORMAT, Report, _ProvenPaths, verify_bundle
 from ledger.views import lot_view
 from tests import factories
 
@@ -854,3 +857,51 @@ def _expired_site_report() -> Report:
 def test_origin_site_colour_counts_an_expired_assessment_as_blue() -> None:
     report = _expired_site_report()
     assert report.sites[0]["status"] == "blue"
+
+
+# ---------------------------------------------------------------------------
+# The inclusion-proof shortcut agrees with ledger.merkle.verify_inclusion
+
+
+def _accepted(leaf: bytes, index: int, size: int, proof: list[bytes], root: bytes) -> bool:
+    try:
+        merkle.verify_inclusion(leaf, index, size, proof, root)
+    except LedgerError:
+        return False
+    return True
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_proven_paths_accept_exactly_what_verify_inclusion_accepts(data: st.DataObject) -> None:
+    size = data.draw(st.integers(1, 300), "size")
+    leaves = [merkle.leaf_hash(b"leaf %d" % i) for i in range(size)]
+    store = merkle.MemoryHashStore()
+    merkle.append_leaves(store, 0, leaves)
+    root = merkle.root_from_leaves(leaves)
+    paths = _ProvenPaths(size, root)
+    for _ in range(data.draw(st.integers(1, 40), "checks")):
+        index = data.draw(st.integers(0, size - 1), "index")
+        proof = merkle.inclusion_proof(store, index, size)
+        leaf = leaves[index]
+        tamper = data.draw(
+            st.sampled_from(["none", "flip", "drop", "extra", "index", "leaf", "short"]), "tamper"
+        )
+        if tamper == "flip" and proof:
+            at = data.draw(st.integers(0, len(proof) - 1), "at")
+            proof[at] = bytes([proof[at][0] ^ 1]) + proof[at][1:]
+        elif tamper == "drop" and proof:
+            del proof[data.draw(st.integers(0, len(proof) - 1), "at")]
+        elif tamper == "extra":
+            proof.append(leaves[data.draw(st.integers(0, size - 1), "extra")])
+        elif tamper == "index":
+            index = data.draw(st.integers(-1, size), "other index")
+        elif tamper == "leaf":
+            leaf = leaves[data.draw(st.integers(0, size - 1), "other leaf")]
+        elif tamper == "short" and proof:
+            proof[0] = proof[0][:31]
+        # the shortcut may only say yes when the reference says yes
+        if paths.holds(leaf, index, proof):
+            assert _accepted(leaf, index, size, proof, root)
+        elif tamper == "none":
+            raise AssertionError(f"a genuine proof for leaf {index} of {size} was refused")
