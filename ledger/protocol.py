@@ -53,6 +53,8 @@ def _checked_int(text: str) -> int:
 
 
 def _check_string(value: str) -> None:
+    if value.isascii():
+        return  # ASCII is valid Unicode and in NFC
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as e:
@@ -67,6 +69,18 @@ def _check_string(value: str) -> None:
 
 
 def _object_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs) and "".join(obj).isascii():
+        # no duplicate and only ASCII keys (so in NFC): only the values can fail, in order
+        for value in obj.values():
+            if type(value) is str and not value.isascii():
+                _check_string(value)
+        return obj
+    return _object_hook_in_order(pairs)
+
+
+def _object_hook_in_order(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # every check, pair by pair, so that the first problem in the text is the one named
     obj: dict[str, Any] = {}
     for key, value in pairs:
         if key in obj:
@@ -99,7 +113,7 @@ def _ascii_object_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # NFC and valid Unicode; only duplicate keys are left to find
     obj = dict(pairs)
     if len(obj) != len(pairs):
-        return _object_hook(pairs)  # names the duplicate key
+        return _object_hook_in_order(pairs)  # names the duplicate key
     return obj
 
 
