@@ -96,15 +96,20 @@ def _object_hook_in_order(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _check_strings_in_arrays(value: Any) -> None:
     # Object values and keys are checked by the hook; strings inside arrays are not.
-    if isinstance(value, list):
+    # (Written out rather than one call per value: it walks every parsed value.)
+    kind = type(value)
+    if kind is list:
         for item in value:
-            if isinstance(item, str):
-                _check_string(item)
-            else:
+            item_kind = type(item)
+            if item_kind is str:
+                if not item.isascii():
+                    _check_string(item)
+            elif item_kind is list or item_kind is dict:
                 _check_strings_in_arrays(item)
-    elif isinstance(value, dict):
+    elif kind is dict:
         for item in value.values():
-            if not isinstance(item, str):
+            item_kind = type(item)
+            if item_kind is list or item_kind is dict:
                 _check_strings_in_arrays(item)
 
 
@@ -202,18 +207,38 @@ def _fast_domain(value: JSON) -> bool:
     exact built-in types, so no subclass can change how it is written). A string that is
     not valid Unicode is caught when the text is encoded."""
     kind = type(value)
+    if kind is dict:
+        try:
+            if not "".join(value).isascii():  # raises TypeError for a key that is no str
+                return False
+        except TypeError:
+            return False
+        items = value.values()
+    elif kind is list:
+        items = value
+    else:
+        return _fast_scalar(value)
+    # the scalars written out rather than one call each: this walks every value
+    for item in items:
+        item_kind = type(item)
+        if item_kind is str or item_kind is bool or item is None:
+            continue
+        if item_kind is int:
+            if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                return False
+        elif item_kind is dict or item_kind is list:
+            if not _fast_domain(item):
+                return False
+        else:
+            return False
+    return True
+
+
+def _fast_scalar(value: JSON) -> bool:
+    kind = type(value)
     if kind is str or kind is bool or value is None:
         return True
-    if kind is int:
-        return bool(-MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
-    if kind is dict:
-        for key, item in value.items():
-            if type(key) is not str or not key.isascii() or not _fast_domain(item):
-                return False
-        return True
-    if kind is list:
-        return all(_fast_domain(item) for item in value)
-    return False
+    return kind is int and bool(-MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
 
 
 def canonical(value: JSON) -> bytes:
