@@ -498,6 +498,14 @@ def _raise_flag(lot: LotState, flag_id: str, code: str) -> None:
         lot.flags.append(FlagState(id=flag_id, code=code, **{"class": FLAG_CLASS[FlagCode(code)]}))
 
 
+def _with_flag(flags: list[FlagState], flag_id: str, code: str) -> list[FlagState]:
+    """``flags`` with the flag raised as ``_raise_flag`` raises it: the same list when it
+    is already there, else a new list (``flags`` itself is never changed)."""
+    if any(f.id == flag_id for f in flags):
+        return flags
+    return [*flags, FlagState(id=flag_id, code=code, **{"class": FLAG_CLASS[FlagCode(code)]})]
+
+
 def _discrepant(new: int, mass: int) -> bool:
     return 200 * abs(new - mass) > mass
 
@@ -510,10 +518,13 @@ def _adjust_held(state: StagedState, actor_id: str, delta: int) -> None:
         state.put_actor(shallow_copy(actor, held_lots=actor.held_lots + delta))
 
 
-def _advance(state: StagedState, lot: LotState, ev: _Event) -> None:
-    lot.head = ev.id
-    lot.events += 1
-    state.put_lot(lot)
+def _advance(state: StagedState, lot: LotState, ev: _Event, **changes: Any) -> None:
+    """Stage the lot's next version, with the event as its head and ``changes`` set: a
+    shallow copy, so ``lot`` may be read as is (every changed container, such as a list of
+    flags with one more, is a new object; nothing ``lot`` shares is changed)."""
+    changes["head"] = ev.id
+    changes["events"] = lot.events + 1
+    state.put_lot(shallow_copy(lot, **changes))
 
 
 # ---------------------------------------------------------------------------
@@ -784,7 +795,7 @@ def _lot_registered(state: StagedState, ev: _Event, lenient: bool) -> None:
 
 def _lot_transfer_offered(state: StagedState, ev: _Event, lenient: bool) -> None:
     b = ev.body
-    lot = _need_lot(state, b["lot"])
+    lot = _need_lot(state, b["lot"], as_is=True)
     recipient = state.actor_as_is(b["to"])
     if recipient is None and not lenient:
         raise NotFoundError("unknown_actor", f"There is no actor '{b['to']}' in this log.")
@@ -796,17 +807,18 @@ def _lot_transfer_offered(state: StagedState, ev: _Event, lenient: bool) -> None
     _check_not_consumed(lot)
     _check_no_offer(lot)
     _check_not_on_hold(lot)
+    flags = lot.flags
     if _discrepant(b["mass_mg"], lot.mass_mg):
-        _raise_flag(lot, f"{ev.id}/mass_discrepancy", "mass_discrepancy")
-    lot.status = "offered"
-    lot.offer = Offer(id=ev.id, to=b["to"], mass_mg=b["mass_mg"])
-    _advance(state, lot, ev)
+        flags = _with_flag(flags, f"{ev.id}/mass_discrepancy", "mass_discrepancy")
+    offer = Offer(id=ev.id, to=b["to"], mass_mg=b["mass_mg"])
+    _advance(state, lot, ev, status="offered", offer=offer, flags=flags)
 
 
 def _answer(state: StagedState, ev: _Event, *, by_recipient: bool) -> LotState:
-    """Checks shared by accept, reject and cancel, up to the pending-offer check."""
+    """Checks shared by accept, reject and cancel, up to the pending-offer check; the lot
+    is returned as is (only to read)."""
     b = ev.body
-    lot = _need_lot(state, b["lot"])
+    lot = _need_lot(state, b["lot"], as_is=True)
     offer_event = state.event(b["offer"])
     if offer_event is None:
         raise NotFoundError("unknown_event", f"There is no event {b['offer'][:12]}… in this log.")
@@ -836,44 +848,45 @@ def _answer(state: StagedState, ev: _Event, *, by_recipient: bool) -> LotState:
     return lot
 
 
-def _close_offer(lot: LotState) -> None:
-    lot.status = "active"
-    lot.offer = None
-
-
 def _lot_transfer_accepted(state: StagedState, ev: _Event, lenient: bool) -> None:
     b = ev.body
     lot = _answer(state, ev, by_recipient=True)
     _check_not_on_hold(lot)
+    flags = lot.flags
     if _discrepant(b["mass_mg"], lot.mass_mg):
-        _raise_flag(lot, f"{ev.id}/mass_discrepancy", "mass_discrepancy")
+        flags = _with_flag(flags, f"{ev.id}/mass_discrepancy", "mass_discrepancy")
     offerer = state.actor_as_is(lot.custodian)
     if (
         offerer is not None
         and offerer.country != ev.signer.country
         and lot.destination != ev.signer.country
     ):
-        _raise_flag(lot, f"{ev.id}/undeclared_border_crossing", "undeclared_border_crossing")
+        code = "undeclared_border_crossing"
+        flags = _with_flag(flags, f"{ev.id}/{code}", code)
     previous = lot.custodian
-    lot.custodian = ev.signer.id
-    lot.mass_mg = min(lot.mass_mg, b["mass_mg"])
-    lot.destination = None
-    _close_offer(lot)
-    _advance(state, lot, ev)
+    _advance(
+        state,
+        lot,
+        ev,
+        flags=flags,
+        custodian=ev.signer.id,
+        mass_mg=min(lot.mass_mg, b["mass_mg"]),
+        destination=None,
+        status="active",
+        offer=None,
+    )
     _adjust_held(state, previous, -1)
     _adjust_held(state, ev.signer.id, +1)
 
 
 def _lot_transfer_rejected(state: StagedState, ev: _Event, lenient: bool) -> None:
     lot = _answer(state, ev, by_recipient=True)
-    _close_offer(lot)
-    _advance(state, lot, ev)
+    _advance(state, lot, ev, status="active", offer=None)
 
 
 def _lot_transfer_cancelled(state: StagedState, ev: _Event, lenient: bool) -> None:
     lot = _answer(state, ev, by_recipient=False)
-    _close_offer(lot)
-    _advance(state, lot, ev)
+    _advance(state, lot, ev, status="active", offer=None)
 
 
 def _lot_processed(state: StagedState, ev: _Event, lenient: bool) -> None:
@@ -962,7 +975,7 @@ def _lot_processed(state: StagedState, ev: _Event, lenient: bool) -> None:
 
 def _lot_assayed(state: StagedState, ev: _Event, lenient: bool) -> None:
     b = ev.body
-    lot = _need_lot(state, b["lot"])
+    lot = _need_lot(state, b["lot"], as_is=True)
     _check_prev(lot, b["prev"])
     if "assayer" not in ev.signer.roles:
         _require_custodian(ev.signer, lot, "assay")
@@ -975,19 +988,19 @@ def _lot_assayed(state: StagedState, ev: _Event, lenient: bool) -> None:
             f"The holder of lot '{lot.lot}' cannot raise its fineness ({lot.fineness_ppm} → "
             f"{new} ppm); only an independent assayer can.",
         )
+    flags, mass = lot.flags, lot.mass_mg
     if "mass_mg" in b:
         if _discrepant(b["mass_mg"], lot.mass_mg):
-            _raise_flag(lot, f"{ev.id}/mass_discrepancy", "mass_discrepancy")
-        lot.mass_mg = min(lot.mass_mg, b["mass_mg"])
+            flags = _with_flag(flags, f"{ev.id}/mass_discrepancy", "mass_discrepancy")
+        mass = min(lot.mass_mg, b["mass_mg"])
     if new - lot.fineness_ppm > 50_000:
-        _raise_flag(lot, f"{ev.id}/fineness_discrepancy", "fineness_discrepancy")
-    lot.fineness_ppm = new
-    _advance(state, lot, ev)
+        flags = _with_flag(flags, f"{ev.id}/fineness_discrepancy", "fineness_discrepancy")
+    _advance(state, lot, ev, flags=flags, mass_mg=mass, fineness_ppm=new)
 
 
 def _lot_exported(state: StagedState, ev: _Event, lenient: bool) -> None:
     b = ev.body
-    lot = _need_lot(state, b["lot"])
+    lot = _need_lot(state, b["lot"], as_is=True)
     _check_prev(lot, b["prev"])
     _require_role(ev.signer, ["exporter"], "export gold")
     _require_custodian(ev.signer, lot, "export")
@@ -995,25 +1008,23 @@ def _lot_exported(state: StagedState, ev: _Event, lenient: bool) -> None:
     _check_not_consumed(lot)
     _check_no_offer(lot)
     _check_not_on_hold(lot)
-    lot.destination = b["destination"]
-    lot.exported = True
-    _advance(state, lot, ev)
+    _advance(state, lot, ev, destination=b["destination"], exported=True)
 
 
 def _lot_flagged(state: StagedState, ev: _Event, lenient: bool) -> None:
     b = ev.body
-    lot = _need_lot(state, b["lot"])
+    lot = _need_lot(state, b["lot"], as_is=True)
     _check_prev(lot, b["prev"])
     if not {"auditor", "registrar"}.intersection(ev.signer.roles):
         _require_custodian(ev.signer, lot, "flag")
     _check_not_consumed(lot)
-    _raise_flag(lot, f"{ev.id}/{b['code']}", b["code"])
-    _advance(state, lot, ev)
+    flags = _with_flag(lot.flags, f"{ev.id}/{b['code']}", b["code"])
+    _advance(state, lot, ev, flags=flags)
 
 
 def _lot_flag_resolved(state: StagedState, ev: _Event, lenient: bool) -> None:
     b = ev.body
-    lot = _need_lot(state, b["lot"])
+    lot = _need_lot(state, b["lot"], as_is=True)
     flag = lot.flag(b["flag"])
     if flag is None:
         raise NotFoundError("unknown_flag", f"Lot '{lot.lot}' carries no flag {b['flag']}.")
@@ -1024,9 +1035,9 @@ def _lot_flag_resolved(state: StagedState, ev: _Event, lenient: bool) -> None:
         raise ConflictError(
             "flag_not_open", f"Flag {flag.code} of lot '{lot.lot}' is already resolved."
         )
-    flag.status = "resolved"
-    flag.outcome = b["outcome"]
-    _advance(state, lot, ev)
+    resolved = shallow_copy(flag, status="resolved", outcome=b["outcome"])
+    flags = [resolved if f is flag else f for f in lot.flags]
+    _advance(state, lot, ev, flags=flags)
 
 
 _HANDLERS = {
