@@ -97,6 +97,7 @@ __all__ = [
     "WomenRole",
     "WomenTotal",
     "check_actor_updated_prefix",
+    "check_body",
     "parse_body",
     "parse_envelope",
     "parse_protocol_time",
@@ -520,12 +521,17 @@ Days = Annotated[int, Strict(), Field(ge=1, le=MAX_COUNT)]
 Year = Annotated[int, Strict(), Field(ge=1, le=9999)]
 Flag = Annotated[bool, Strict()]
 
+#: the patterns of ids, shared by their types and the fast checks of ``check_body``
+_ID_PATTERN = r"[a-z0-9][a-z0-9-]{2,63}"
+_LOT_ID_PATTERN = r"[A-Z0-9][A-Z0-9-]{3,47}"
+_EVENT_ID_PATTERN = r"[0-9a-f]{64}"
+
 ActorId = Annotated[
     str,
     Strict(),
     AfterValidator(
         _matcher(
-            r"[a-z0-9][a-z0-9-]{2,63}",
+            _ID_PATTERN,
             "an actor id: 3 to 64 lower-case letters, digits or hyphens, "
             "starting with a letter or digit",
         )
@@ -536,7 +542,7 @@ SiteId = Annotated[
     Strict(),
     AfterValidator(
         _matcher(
-            r"[a-z0-9][a-z0-9-]{2,63}",
+            _ID_PATTERN,
             "a site id: 3 to 64 lower-case letters, digits or hyphens, "
             "starting with a letter or digit",
         )
@@ -557,7 +563,7 @@ LotId = Annotated[
     Strict(),
     AfterValidator(
         _matcher(
-            r"[A-Z0-9][A-Z0-9-]{3,47}",
+            _LOT_ID_PATTERN,
             "a lot id: 4 to 48 capital letters, digits or hyphens, "
             "starting with a letter or digit, like MAK-2026-0001",
         )
@@ -566,7 +572,7 @@ LotId = Annotated[
 EventId = Annotated[
     str,
     Strict(),
-    AfterValidator(_matcher(r"[0-9a-f]{64}", "an event id: 64 lower-case hex characters")),
+    AfterValidator(_matcher(_EVENT_ID_PATTERN, "an event id: 64 lower-case hex characters")),
 ]
 FlagId = Annotated[str, Strict(), AfterValidator(_check_flag_id)]
 PublicKey = Annotated[str, Strict(), AfterValidator(_check_key)]
@@ -1191,6 +1197,185 @@ EVENT_TYPES: frozenset[str] = frozenset(TYPE_MODELS)
 
 
 # ---------------------------------------------------------------------------
+# Fast checks: for the commonest event types, a plain-Python check that proves a body
+# valid without building its model. Each accepts only bodies the model accepts (exact
+# types, the same patterns and limits, the same cross-field rules) and answers False for
+# anything else, optional fields included: ``check_body`` then runs ``parse_body``,
+# which accepts or gives its usual error.
+
+_is_id = re.compile(_ID_PATTERN).fullmatch
+_is_lot_id = re.compile(_LOT_ID_PATTERN).fullmatch
+_is_event_id = re.compile(_EVENT_ID_PATTERN).fullmatch
+_REGISTRABLE_VALUES = frozenset(member.value for member in REGISTRABLE_FORMS)
+_PROCESS_VALUES = frozenset(member.value for member in Process)
+_ASSAY_METHOD_VALUES = frozenset(member.value for member in AssayMethod)
+_CHILD_LABOUR_VALUES = frozenset(member.value for member in ChildLabour)
+_ARMED_GROUPS_VALUES = frozenset(member.value for member in ArmedGroups)
+_SECURITY_FORCES_VALUES = frozenset(member.value for member in SecurityForces)
+
+
+def _fast_common(body: dict[str, Any], fields: frozenset[str]) -> bool:
+    """``body`` has exactly ``fields`` and a valid ``v``, ``actor`` and ``time``."""
+    if body.keys() != fields:
+        return False
+    v, actor, time = body["v"], body["actor"], body["time"]
+    return (
+        type(v) is int
+        and v == 1
+        and type(actor) is str
+        and _is_id(actor) is not None
+        and type(time) is str
+        and _parse_time(time) is not None
+    )
+
+
+def _fast_int(value: object, low: int, high: int) -> bool:
+    return type(value) is int and low <= value <= high
+
+
+def _fast_str(value: object, match: Callable[[str], object]) -> bool:
+    return type(value) is str and match(value) is not None
+
+
+def _fast_date(value: object) -> date | None:
+    if type(value) is not str:
+        return None
+    match = _DATE.fullmatch(value)
+    if match is None:
+        return None
+    try:
+        return date(int(match[1]), int(match[2]), int(match[3]))
+    except ValueError:
+        return None
+
+
+_OFFERED_FIELDS = frozenset({"v", "type", "actor", "time", "lot", "prev", "to", "mass_mg"})
+
+
+def _fast_transfer_offered(body: dict[str, Any]) -> bool:
+    to = body.get("to")
+    return (
+        _fast_common(body, _OFFERED_FIELDS)
+        and _fast_str(body["lot"], _is_lot_id)
+        and _fast_str(body["prev"], _is_event_id)
+        and _fast_str(to, _is_id)
+        and _fast_int(body["mass_mg"], 1, MAX_MASS_MG)
+        and to != body["actor"]
+    )
+
+
+_ACCEPTED_FIELDS = frozenset({"v", "type", "actor", "time", "lot", "prev", "offer", "mass_mg"})
+
+
+def _fast_transfer_accepted(body: dict[str, Any]) -> bool:
+    return (
+        _fast_common(body, _ACCEPTED_FIELDS)
+        and _fast_str(body["lot"], _is_lot_id)
+        and _fast_str(body["prev"], _is_event_id)
+        and _fast_str(body["offer"], _is_event_id)
+        and _fast_int(body["mass_mg"], 1, MAX_MASS_MG)
+    )
+
+
+_ASSAYED_FIELDS = frozenset({"v", "type", "actor", "time", "lot", "prev", "fineness_ppm", "method"})
+
+
+def _fast_assayed(body: dict[str, Any]) -> bool:
+    method = body.get("method")
+    return (
+        _fast_common(body, _ASSAYED_FIELDS)
+        and _fast_str(body["lot"], _is_lot_id)
+        and _fast_str(body["prev"], _is_event_id)
+        and _fast_int(body["fineness_ppm"], 1, MAX_PPM)
+        and type(method) is str
+        and method in _ASSAY_METHOD_VALUES
+    )
+
+
+_REGISTERED_FIELDS = frozenset(
+    {
+        "v",
+        "type",
+        "actor",
+        "time",
+        "lot",
+        "site",
+        "mass_mg",
+        "form",
+        "fineness_ppm",
+        "extracted",
+        "producers",
+        "recovery",
+        "declarations",
+    }
+)
+_EXTRACTED_FIELDS = frozenset({"from", "to"})
+_PRODUCERS_FIELDS = frozenset({"women", "men"})
+_DECLARATIONS_FIELDS = frozenset(
+    {"child_labour", "forced_labour", "armed_groups", "security_forces"}
+)
+
+
+def _fast_lot_registered(body: dict[str, Any]) -> bool:
+    if not _fast_common(body, _REGISTERED_FIELDS):
+        return False
+    form, recovery = body["form"], body["recovery"]
+    if not (
+        _fast_str(body["lot"], _is_lot_id)
+        and _fast_str(body["site"], _is_id)
+        and _fast_int(body["mass_mg"], 1, MAX_MASS_MG)
+        and type(form) is str
+        and form in _REGISTRABLE_VALUES
+        and _fast_int(body["fineness_ppm"], 1, MAX_PPM)
+        and type(recovery) is str
+        and recovery in _PROCESS_VALUES
+    ):
+        return False
+    extracted, producers, decl = body["extracted"], body["producers"], body["declarations"]
+    if not (
+        type(extracted) is dict
+        and extracted.keys() == _EXTRACTED_FIELDS
+        and type(producers) is dict
+        and producers.keys() == _PRODUCERS_FIELDS
+        and type(decl) is dict
+        and decl.keys() == _DECLARATIONS_FIELDS
+    ):
+        return False
+    start, end = _fast_date(extracted["from"]), _fast_date(extracted["to"])
+    if start is None or end is None or start > end:
+        return False
+    if (end - start).days + 1 > MAX_EXTRACTION_DAYS:
+        return False
+    at = _parse_time(body["time"])
+    if at is None or end > at.date():
+        return False
+    women, men = producers["women"], producers["men"]
+    if not (_fast_int(women, 0, MAX_COUNT) and _fast_int(men, 0, MAX_COUNT)):
+        return False
+    if women + men < 1:
+        return False
+    child, armed, security = decl["child_labour"], decl["armed_groups"], decl["security_forces"]
+    return (
+        type(child) is str
+        and child in _CHILD_LABOUR_VALUES
+        and type(decl["forced_labour"]) is bool
+        and type(armed) is str
+        and armed in _ARMED_GROUPS_VALUES
+        and type(security) is str
+        and security in _SECURITY_FORCES_VALUES
+    )
+
+
+#: the fast check of each event type that has one
+FAST_CHECKS: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "lot.registered": _fast_lot_registered,
+    "lot.transfer_offered": _fast_transfer_offered,
+    "lot.transfer_accepted": _fast_transfer_accepted,
+    "lot.assayed": _fast_assayed,
+}
+
+
+# ---------------------------------------------------------------------------
 # Entry points
 
 _UNITS = {
@@ -1285,6 +1470,21 @@ def parse_body(body: object) -> EventBody:
         return model.model_validate(body)  # type: ignore[return-value]
     except ValidationError as exc:
         raise _schema_error(exc) from None
+
+
+def check_body(body: object) -> None:
+    """Check a body exactly as ``parse_body`` does, without returning its model.
+
+    A body of a type with a fast check that proves it valid is accepted without building
+    the model; any other body goes through ``parse_body``, which raises its SchemaError.
+    """
+    if type(body) is dict:
+        kind = body.get("type")
+        if type(kind) is str:
+            fast = FAST_CHECKS.get(kind)
+            if fast is not None and fast(body):
+                return
+    parse_body(body)
 
 
 def parse_envelope(value: object) -> tuple[dict[str, Any], Signature]:

@@ -24,7 +24,7 @@ from ledger.errors import (
     SchemaError,
     SignatureError,
 )
-from ledger.events import FLAG_CLASS, FlagCode, parse_body, parse_protocol_time
+from ledger.events import FLAG_CLASS, FlagCode, check_body, parse_protocol_time
 from ledger.protocol import canonical, sha256, verify_signature
 from ledger.state import (
     CUSTODY_ROLES,
@@ -236,10 +236,10 @@ def admit(
     """
     if isinstance(envelope, Prepared):
         prepared = envelope
-        parse_body(prepared.body)
+        check_body(prepared.body)
     else:
         body_dict, sig = split_envelope(envelope)
-        parse_body(body_dict)
+        check_body(body_dict)
         prepared = _prepared(body_dict, sig)
     body_dict, sig = prepared.body, prepared.signature
     digest, eid, leaf_data = prepared.digest, prepared.event_id, prepared.leaf_data

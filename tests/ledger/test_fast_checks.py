@@ -1,0 +1,230 @@
+"""``check_body``'s fast checks agree with ``parse_body``: a body a fast check proves valid
+is one ``parse_body`` accepts, and ``check_body`` accepts and refuses exactly what
+``parse_body`` does, with the same error."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ledger.errors import SchemaError
+from ledger.events import FAST_CHECKS, MAX_COUNT, MAX_MASS_MG, MAX_PPM, check_body, parse_body
+from tests.ledger.test_events import REFUSALS, VALID, _mutated
+
+H = "a1" * 32
+
+#: bodies of the fast-checked types without their optional fields: the fast checks prove
+#: these valid on their own
+MINIMAL: dict[str, dict[str, Any]] = {
+    "lot.registered": {
+        "v": 1,
+        "actor": "coop-reafecom",
+        "time": "2026-11-20T09:30:00Z",
+        "type": "lot.registered",
+        "lot": "MAK-2026-0001",
+        "site": "site-mambasa-makala",
+        "mass_mg": 38250,
+        "form": "gold",
+        "fineness_ppm": 870000,
+        "extracted": {"from": "2026-11-10", "to": "2026-11-19"},
+        "producers": {"women": 6, "men": 3},
+        "recovery": "amalgamation_retort",
+        "declarations": {
+            "child_labour": "none",
+            "forced_labour": False,
+            "armed_groups": "none",
+            "security_forces": "lawful",
+        },
+    },
+    "lot.transfer_offered": {
+        "v": 1,
+        "actor": "coop-reafecom",
+        "time": "2026-11-20T09:30:00Z",
+        "type": "lot.transfer_offered",
+        "lot": "MAK-2026-0001",
+        "prev": H,
+        "to": "trader-bunia",
+        "mass_mg": 38250,
+    },
+    "lot.transfer_accepted": {
+        "v": 1,
+        "actor": "trader-bunia",
+        "time": "2026-11-20T09:30:00Z",
+        "type": "lot.transfer_accepted",
+        "lot": "MAK-2026-0001",
+        "prev": H,
+        "offer": H,
+        "mass_mg": 38240,
+    },
+    "lot.assayed": {
+        "v": 1,
+        "actor": "assayer-kampala",
+        "time": "2026-11-20T09:30:00Z",
+        "type": "lot.assayed",
+        "lot": "KLA-2026-0101",
+        "prev": H,
+        "fineness_ppm": 872000,
+        "method": "fire_assay",
+    },
+}
+
+
+def _outcome(check: Any, body: object) -> str | None:
+    """None when ``check`` accepts the body, else the SchemaError's detail."""
+    try:
+        check(body)
+    except SchemaError as error:
+        return error.detail
+    return None
+
+
+def _agree(body: object) -> None:
+    """check_body gives parse_body's verdict; a fast check's yes is parse_body's yes."""
+    expected = _outcome(parse_body, body)
+    assert _outcome(check_body, body) == expected
+    if isinstance(body, dict) and isinstance(body.get("type"), str):
+        fast = FAST_CHECKS.get(body["type"])
+        if fast is not None and fast(body):
+            assert expected is None, (body, expected)
+
+
+def test_every_fast_type_has_a_minimal_body() -> None:
+    assert set(MINIMAL) == set(FAST_CHECKS)
+
+
+@pytest.mark.parametrize("kind", sorted(MINIMAL))
+def test_the_fast_check_proves_a_minimal_body_valid(kind: str) -> None:
+    assert FAST_CHECKS[kind](MINIMAL[kind])
+    _agree(MINIMAL[kind])
+
+
+@pytest.mark.parametrize("kind", sorted(VALID))
+def test_valid_bodies_with_their_optional_fields(kind: str) -> None:
+    _agree(VALID[kind])
+
+
+@pytest.mark.parametrize(("kind", "path", "value", "field"), REFUSALS)
+def test_every_refusal_of_parse_body_is_check_bodys(
+    kind: str, path: str, value: Any, field: str
+) -> None:
+    body = _mutated(kind, path, value)
+    assert _outcome(parse_body, body) is not None
+    _agree(body)
+
+
+EDGE_VALUES: list[Any] = [
+    None,
+    True,
+    False,
+    0,
+    1,
+    2,
+    -1,
+    1.0,
+    MAX_PPM,
+    MAX_PPM + 1,
+    MAX_MASS_MG,
+    MAX_MASS_MG + 1,
+    MAX_COUNT,
+    MAX_COUNT + 1,
+    "",
+    "1",
+    "gold",
+    "GOLD",
+    "dore",
+    "bar",
+    "ore",
+    "none",
+    "wfcl",
+    "nearby",
+    "taxes",
+    "control",
+    "xrf",
+    "smelting",
+    "trader-bunia",
+    "coop-reafecom",
+    "assayer-kampala",
+    "Trader-bunia",
+    "ab",
+    "a" * 64,
+    "a" * 65,
+    "MAK-2026-0001",
+    "mak-2026-0001",
+    "MAK",
+    "A" * 48,
+    "A" * 49,
+    H,
+    H.upper(),
+    H[:-1],
+    H + "\n",
+    "2026-11-20T09:30:00Z",
+    "2026-11-20T09:30:00",
+    "2026-02-30T09:30:00Z",
+    "2026-11-21T00:00:00Z",
+    "2026-11-20",
+    "2026-11-21",
+    "2026-08-20",
+    "2026-08-19",
+    "2026-02-30",
+    "0000-01-01",
+    "2026-11-10\n",
+    "\u0661\u0662\u0663",
+    [],
+    ["gold"],
+    {},
+    {"from": "2026-11-10", "to": "2026-11-19"},
+    {"women": 0, "men": 0},
+    {"women": 0, "men": 1},
+    {"women": 1, "men": 0, "women_led": False},
+]
+
+
+@st.composite
+def _mutants(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(st.sampled_from(sorted(MINIMAL)))
+    body = copy.deepcopy(MINIMAL[kind])
+    for _ in range(draw(st.integers(1, 3))):
+        target: Any = body
+        # now and then one level down, into extracted, producers or declarations
+        nested = [k for k, v in body.items() if isinstance(v, dict)]
+        if nested and draw(st.booleans()):
+            target = body[draw(st.sampled_from(nested))]
+        keys = sorted(target)
+        action = draw(st.integers(0, 3))
+        if action == 0 and keys:
+            del target[draw(st.sampled_from(keys))]
+        elif action == 1:
+            target[draw(st.sampled_from(["extra", "tag", "pit", "women_led", "mass_mg"]))] = draw(
+                st.sampled_from(EDGE_VALUES)
+            )
+        elif keys:
+            value = draw(st.sampled_from(EDGE_VALUES) | st.integers() | st.text(max_size=70))
+            target[draw(st.sampled_from(keys))] = copy.deepcopy(value)
+    return body
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_mutants())
+def test_fast_checks_agree_with_parse_body_on_mutants(body: dict[str, Any]) -> None:
+    _agree(body)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(MINIMAL)), st.data())
+def test_fast_checks_agree_on_edge_values_of_every_field(kind: str, data: st.DataObject) -> None:
+    body = copy.deepcopy(MINIMAL[kind])
+    path = data.draw(
+        st.sampled_from(
+            [(k,) for k in body]
+            + [(k, n) for k, v in body.items() if isinstance(v, dict) for n in v]
+        )
+    )
+    target: Any = body
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = copy.deepcopy(data.draw(st.sampled_from(EDGE_VALUES)))
+    _agree(body)
