@@ -47,6 +47,10 @@ MERCURY_WORST = frozenset(
 )
 OPEN_PROCESSES = frozenset({"splitting", "merging"})
 PROCESSING_ROLES = frozenset({"cooperative", "processor", "refiner"})
+_REGISTRAR = frozenset({"registrar"})
+_REGISTRAR_OR_AUDITOR = frozenset({"registrar", "auditor"})
+_COOPERATIVE = frozenset({"cooperative"})
+_EXPORTER = frozenset({"exporter"})
 SITE_FIELDS = (
     "site",
     "name",
@@ -376,7 +380,11 @@ def _named_events(body: dict[str, Any]) -> Iterable[str]:
 
 
 def _check_named_times(state: StagedState, body: dict[str, Any], time: dt.datetime) -> None:
-    for named in _named_events(body):
+    if "prev" in body and "inputs" not in body and "offer" not in body:
+        named_events: Iterable[str] = (body["prev"],)
+    else:
+        named_events = _named_events(body)
+    for named in named_events:
         record = state.event(named)
         if record is not None and parse_time(record.time) > time:
             raise RuleError(
@@ -534,7 +542,7 @@ def _advance(state: StagedState, lot: LotState, ev: _Event, **changes: Any) -> N
 def _actor_registered(state: StagedState, ev: _Event, lenient: bool) -> None:
     b = ev.body
     if ev.seq != 0:
-        _require_role(ev.signer, ["registrar"], "register actors")
+        _require_role(ev.signer, _REGISTRAR, "register actors")
     if state.actor_as_is(b["subject"]) is not None:
         raise ConflictError("duplicate_actor", f"The actor id '{b['subject']}' is already taken.")
     _check_key_free(state, b["key"])
@@ -631,7 +639,7 @@ def _actor_key_rotated(state: StagedState, ev: _Event, lenient: bool) -> None:
     b = ev.body
     subject = _need_actor(state, b["subject"])
     if ev.signer.id != subject.id:
-        _require_role(ev.signer, ["registrar"], "rotate another actor's key")
+        _require_role(ev.signer, _REGISTRAR, "rotate another actor's key")
     if subject.status != "active":
         raise ForbiddenError(
             "actor_revoked", f"'{subject.id}' has been revoked; its key cannot change."
@@ -652,7 +660,7 @@ def _actor_key_rotated(state: StagedState, ev: _Event, lenient: bool) -> None:
 def _actor_revoked(state: StagedState, ev: _Event, lenient: bool) -> None:
     b = ev.body
     subject = _need_actor(state, b["subject"])
-    _require_role(ev.signer, ["registrar"], "revoke actors")
+    _require_role(ev.signer, _REGISTRAR, "revoke actors")
     if subject.status != "active":
         raise ForbiddenError("actor_revoked", f"'{subject.id}' is already revoked.")
     if not lenient and "registrar" in subject.roles and state.active_registrars() == [subject.id]:
@@ -672,7 +680,7 @@ def _actor_revoked(state: StagedState, ev: _Event, lenient: bool) -> None:
 def _site_registered(state: StagedState, ev: _Event, lenient: bool) -> None:
     b = ev.body
     operator = _need_actor(state, b["operator"], as_is=True)
-    _require_role(ev.signer, ["registrar"], "register sites")
+    _require_role(ev.signer, _REGISTRAR, "register sites")
     if operator.status != "active":
         raise ForbiddenError(
             "actor_revoked", f"'{operator.id}' has been revoked and cannot operate a site."
@@ -691,7 +699,7 @@ def _site_registered(state: StagedState, ev: _Event, lenient: bool) -> None:
 def _site_assessed(state: StagedState, ev: _Event, lenient: bool) -> None:
     b = ev.body
     site = _need_site(state, b["site"])
-    _require_role(ev.signer, ["registrar", "auditor"], "assess sites")
+    _require_role(ev.signer, _REGISTRAR_OR_AUDITOR, "assess sites")
     site.assessment = Assessment(
         event_id=ev.id,
         seq=ev.seq,
@@ -715,7 +723,7 @@ def _site_assessed(state: StagedState, ev: _Event, lenient: bool) -> None:
 def _lot_registered(state: StagedState, ev: _Event, lenient: bool) -> None:
     b = ev.body
     site = _need_site(state, b["site"], as_is=True)
-    _require_role(ev.signer, ["cooperative"], "register lots")
+    _require_role(ev.signer, _COOPERATIVE, "register lots")
     if site.operator != ev.signer.id:
         raise ForbiddenError(
             "not_operator",
@@ -1002,7 +1010,7 @@ def _lot_exported(state: StagedState, ev: _Event, lenient: bool) -> None:
     b = ev.body
     lot = _need_lot(state, b["lot"], as_is=True)
     _check_prev(lot, b["prev"])
-    _require_role(ev.signer, ["exporter"], "export gold")
+    _require_role(ev.signer, _EXPORTER, "export gold")
     _require_custodian(ev.signer, lot, "export")
     _check_licence(ev.signer, ev.day)
     _check_not_consumed(lot)
@@ -1029,7 +1037,7 @@ def _lot_flag_resolved(state: StagedState, ev: _Event, lenient: bool) -> None:
     if flag is None:
         raise NotFoundError("unknown_flag", f"Lot '{lot.lot}' carries no flag {b['flag']}.")
     _check_prev(lot, b["prev"])
-    _require_role(ev.signer, ["auditor", "registrar"], "resolve flags")
+    _require_role(ev.signer, _REGISTRAR_OR_AUDITOR, "resolve flags")
     _check_not_consumed(lot)
     if flag.status != "open":
         raise ConflictError(

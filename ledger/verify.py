@@ -18,7 +18,7 @@ from ledger.errors import LedgerError, MalformedError, VerificationError
 from ledger.merkle import HASH_SIZE, leaf_hash, node_hash, verify_inclusion
 from ledger.protocol import canonical, event_id, parse_strict
 from ledger.rules import Prepared, admit, prepare
-from ledger.state import LotState, MemoryState, StagedState
+from ledger.state import ActorState, LotState, MemoryState, StagedState
 from ledger.views import lot_view
 
 BUNDLE_FORMAT = "goldtrail-bundle/1"
@@ -213,7 +213,7 @@ def _verify(data: dict[str, Any], log_key: str, registrar_key: str | None, repor
         raise _Stop
 
     # 5. what the buyer is shown, recomputed from the replay
-    report.state = lot_view(state, lot)
+    report.state = lot_view(_AsIs(state), lot)
     report.timeline = [
         _timeline_item(state, eid, by_id, eid in own_chain)
         for eid in sorted(ancestry, key=lambda e: by_id[e][0])
@@ -222,6 +222,22 @@ def _verify(data: dict[str, Any], log_key: str, registrar_key: str | None, repor
         label_seq = by_id[report.label_at][0]
         report.after_label = [t for t in report.timeline if t.on_own_chain and t.seq > label_seq]
     report.sites = _origin_sites(state, lot, by_id)
+
+
+class _AsIs:
+    """The replayed state's actors and lots as they are, not copies: the report only reads
+    them."""
+
+    def __init__(self, state: MemoryState) -> None:
+        self.state = state
+
+    def actor(self, actor_id: str) -> ActorState | None:
+        """The actor, or None."""
+        return self.state.actors.get(actor_id)
+
+    def lot(self, lot_id: str) -> LotState | None:
+        """The lot, or None."""
+        return self.state.lots.get(lot_id)
 
 
 def _entries(
@@ -309,8 +325,9 @@ class _ProvenPaths:
         gives the verdict)."""
         if not 0 <= index < self.size or len(self.root) != HASH_SIZE or len(leaf) != HASH_SIZE:
             return False
-        if any(len(sibling) != HASH_SIZE for sibling in proof):
-            return False
+        for sibling in proof:
+            if len(sibling) != HASH_SIZE:
+                return False
         fn, sn, digest = index, self.size - 1, leaf
         walked: list[tuple[tuple[int, int, bytes], int]] = []
         for step, sibling in enumerate(proof):

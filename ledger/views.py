@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Protocol
 
-from ledger.state import ActorState, LotState, SiteState, StateReader, gender_summary
+from ledger.state import ActorState, LotState, SiteState, gender_summary
 
 
-def lot_view(state: StateReader, lot: LotState) -> dict[str, Any]:
+class ViewSource(Protocol):
+    """What ``lot_view`` reads: actors and lots by id (a StateReader, or a reader of a
+    state's objects as they are, since the view only reads them)."""
+
+    def actor(self, actor_id: str) -> ActorState | None:
+        """An actor, or None."""
+
+    def lot(self, lot_id: str) -> LotState | None:
+        """A lot, or None."""
+
+
+def lot_view(state: ViewSource, lot: LotState) -> dict[str, Any]:
     """A lot's state as ``GET /v1/lots/{lot}`` shows it."""
     custodian = state.actor(lot.custodian)
     flags = []
