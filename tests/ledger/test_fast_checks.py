@@ -198,9 +198,9 @@ def _mutants(draw: st.DrawFn) -> dict[str, Any]:
         if action == 0 and keys:
             del target[draw(st.sampled_from(keys))]
         elif action == 1:
-            target[draw(st.sampled_from(["extra", "tag", "pit", "women_led", "mass_mg"]))] = draw(
-                st.sampled_from(EDGE_VALUES)
-            )
+            name = draw(st.sampled_from(["extra", "tag", "pit", "women_led", "mass_mg"]))
+            # a copy: the body is changed further, EDGE_VALUES never
+            target[name] = copy.deepcopy(draw(st.sampled_from(EDGE_VALUES)))
         elif keys:
             value = draw(st.sampled_from(EDGE_VALUES) | st.integers() | st.text(max_size=70))
             target[draw(st.sampled_from(keys))] = copy.deepcopy(value)
