@@ -1,7 +1,7 @@
 """Benchmark 1: the ceiling, the irreducible per-event work on one core.
 
-Per event: RFC 8785 canonical bytes of the body (``ledger.protocol.canonical``, the
-``rfc8785`` package the product uses), SHA-256 of them, and one strict Ed25519 verify of
+Per event: RFC 8785 canonical bytes of the body (``ledger.protocol.canonical``, the same
+canonicaliser the product uses), SHA-256 of them, and one strict Ed25519 verify of
 the signed message (libsodium through PyNaCl), in a tight loop over the same
 ``lot.registered`` events the other benchmarks send. Every other figure is divided by it.
 

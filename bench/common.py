@@ -265,7 +265,7 @@ def measure_ceiling(
     rounds: int = 3,
 ) -> Ceiling:
     """Events/s of the irreducible per-event work on one core: RFC 8785 canonical bytes of
-    the body (``ledger.protocol.canonical``, i.e. the ``rfc8785`` package), SHA-256 of them
+    the body (``ledger.protocol.canonical``, the product's own canonicaliser), SHA-256 of them
     and a strict Ed25519 verify (libsodium through PyNaCl) of the signed message. Best of
     ``rounds`` runs, so the ceiling (and every ratio's denominator) is generous."""
     envs = list(envelopes) if envelopes is not None else lot_events(0, 1000)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import unicodedata
 from typing import Any
 
@@ -134,14 +133,6 @@ _ASCII_DECODER = json.JSONDecoder(
     parse_int=_checked_int,
     parse_constant=_refuse_constant,
 )
-# ... and when no run of 16 digits appears anywhere, every integer has at most 15 digits,
-# so lies within ±(2^53 − 1) (16 digits): they need no check either
-_SHORT_INT_DECODER = json.JSONDecoder(
-    object_pairs_hook=_ascii_object_hook,
-    parse_float=_refuse_float,
-    parse_constant=_refuse_constant,
-)
-_LONG_DIGITS = re.compile(rb"[0-9]{16}")
 
 
 def parse_strict(data: bytes) -> JSON:
@@ -162,13 +153,7 @@ def parse_strict(data: bytes) -> JSON:
     # not valid Unicode or a non-ASCII key: the per-string checks are skipped for it
     plain = data.isascii() and b"\\u" not in data
     try:
-        if not plain:
-            decoder = _DECODER
-        elif _LONG_DIGITS.search(data) is None:
-            decoder = _SHORT_INT_DECODER
-        else:
-            decoder = _ASCII_DECODER
-        value = decoder.decode(text)
+        value = (_ASCII_DECODER if plain else _DECODER).decode(text)
     except json.JSONDecodeError as e:
         raise MalformedError(
             f"The request is not JSON: {e.msg} at line {e.lineno}, column {e.colno}."
