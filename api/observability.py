@@ -82,6 +82,12 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
         self.log_size = Gauge("goldtrail_log_size", "Entries in the log", registry=self.registry)
+        self.group_size = Histogram(
+            "goldtrail_append_group_size",
+            "Single appends (POST /v1/events) written together in one transaction",
+            registry=self.registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+        )
 
 
 def _runtime(app: FastAPI) -> Runtime:
