@@ -52,7 +52,8 @@ def _problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def _runtime(request: Request) -> Runtime:
+async def _runtime(request: Request) -> Runtime:
+    # async: FastAPI would run a plain function in a worker thread, on every request
     runtime: Runtime = request.app.state.runtime
     return runtime
 
