@@ -42,6 +42,11 @@ class GroupCommit:
         self.groups = 0
         self.requests = 0
 
+    @property
+    def waiting(self) -> int:
+        """How many requests wait for the next group."""
+        return len(self._waiting)
+
     async def append(self, envelope: object) -> AppendResult:
         """Append one envelope with whatever else is waiting; its own result or error.
 
