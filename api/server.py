@@ -13,6 +13,9 @@ from api.observability import configure_logging
 from api.settings import Settings
 from ledger.errors import IntegrityError
 
+#: seconds a thread holds the GIL before another waiting for it gets it (default 0.005)
+SWITCH_INTERVAL = 0.0005
+
 
 def serve(host: str = "127.0.0.1", port: int = 8000) -> int:
     """Run the server until interrupted; return a process exit code.
@@ -44,6 +47,11 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> int:
         port,
         database,
     )
+    # Appends run in worker threads, CPU-bound under the GIL, next to the event loop that
+    # reads requests and sends answers. With Python's default 5 ms switch interval a thread
+    # waiting for the GIL waits up to 5 ms, in both directions: group commit then stalls
+    # between groups (measured: about a third less throughput with 8 clients, a worse p99).
+    sys.setswitchinterval(SWITCH_INTERVAL)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
     return 0
 
