@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -15,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from api import schemas
 from api.body import BATCH_LIMIT, EVENT_LIMIT, read_batch, read_event
 from api.errors import PROBLEM_TYPE, install_error_handlers
+from api.groupcommit import GroupCommit
 from api.observability import install_observability
 from api.qr import label_png, label_url, qr_png, qr_svg
 from api.reports import router as reports_router
@@ -50,7 +52,8 @@ def _problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def _runtime(request: Request) -> Runtime:
+async def _runtime(request: Request) -> Runtime:
+    # async: FastAPI would run a plain function in a worker thread, on every request
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -94,11 +97,13 @@ router = APIRouter(prefix="/v1")
     openapi_extra=_event_body_doc(schemas.Envelope, EVENT_LIMIT),
     summary="Append one signed event",
 )
-async def append_event(request: Request, runtime: RuntimeDep) -> JSONResponse:
+async def append_event(request: Request) -> JSONResponse:
     """Append one envelope; 201 with its receipt, 200 with the original one if already logged."""
     envelope = await read_event(request)
-    # the append blocks on the database's write lock: never on the event loop
-    result = await run_in_threadpool(runtime.append, [envelope], batch=False)
+    # concurrent single appends share one transaction and one checkpoint (api.groupcommit),
+    # each with its own outcome; the writer runs in a worker thread, never on the event loop
+    group: GroupCommit = request.app.state.group_commit
+    result = await group.append(envelope)
     return JSONResponse(result.receipts[0], status_code=201 if result.created else 200)
 
 
@@ -417,9 +422,19 @@ def lot_page(
     return HTMLResponse(html, status_code=status)
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    # uvicorn has let the requests in flight finish: the writer only has to end its group
+    group: GroupCommit | None = getattr(app.state, "group_commit", None)
+    if group is not None:
+        await group.close()
+
+
 def build_app() -> FastAPI:
     """The application without a ledger: routes, handlers and the OpenAPI document."""
     app = FastAPI(
+        lifespan=_lifespan,
         title="goldtrail",
         version="1.0.0",
         summary="A verifiable traceability ledger for responsible artisanal gold.",
@@ -506,4 +521,6 @@ def create_app(
     settings = settings or Settings()
     app = build_app()
     app.state.runtime = runtime or Runtime.open(settings, clock=clock)
+    # looked up at each group, so that a test may wrap the runtime's method
+    app.state.group_commit = GroupCommit(lambda envelopes: app.state.runtime.append_each(envelopes))
     return app

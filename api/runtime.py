@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from api.observability import Metrics
 from api.pages import choose_language, render_error_page, render_lot_page
 from api.settings import Settings
 from ledger.admin import QuickCheck, last_audit, quick_check
-from ledger.errors import NotFoundError
+from ledger.errors import LedgerError, NotFoundError
 from ledger.pgroles import migrate_as_owner
 from ledger.protocol import public_key_hex, sign_body, signing_key_from_seed
 from ledger.store import (
@@ -175,6 +175,16 @@ class Runtime:
         result = self.store.append(envelopes, batch=batch)
         self.metrics.appended.inc(sum(result.new))
         return result
+
+    def append_each(self, envelopes: Sequence[object]) -> list[AppendResult | LedgerError]:
+        """Append envelopes as independent single appends in one transaction (group commit,
+        ``Ledger.append_each``) and count the new events."""
+        self.metrics.group_size.observe(len(envelopes))
+        results = self.store.append_each(envelopes)
+        self.metrics.appended.inc(
+            sum(1 for r in results if isinstance(r, AppendResult) and r.created)
+        )
+        return results
 
     def bundle(self, lot_id: str, at: str | None) -> dict[str, Any]:
         """The lot's bundle; 404 ``unknown_lot`` or ``unknown_event``."""

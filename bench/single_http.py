@@ -1,11 +1,17 @@
 """Benchmark 3: single-event appends through HTTP with 8 concurrent clients.
 
 A real ``goldtrail serve`` on 127.0.0.1 (SQLite by default, PostgreSQL too with
-``--backend both``); 8 clients (asyncio tasks, one httpx.AsyncClient connection each) each
-post their own ``lot.registered`` events to ``POST /v1/events`` one at a time, as fast as
-the answers come. Every append is its own transaction with its own signed checkpoint.
-Reports events/s over the timed window, and the p50 and p99 of the request latencies the
-clients saw.
+``--backend both``); 8 clients each post their own ``lot.registered`` events to
+``POST /v1/events`` one at a time, as fast as the answers come. The server groups the
+requests that arrive together into one transaction under one checkpoint (group commit),
+each with its own answer. Reports events/s over the timed window, the p50 and p99 of the
+request latencies the clients saw, the ratio to the one-core ceiling measured in the same
+run, and the CPU per request of the server and of the clients.
+
+The clients are a lean load generator, as wrk would be: asyncio streams on uvloop, one
+HTTP/1.1 keep-alive connection per client, every request (head and body) serialised before
+the clock starts; each answer is read by its status line and Content-Length, and must be
+201. So the client, which shares the 2 cores with the server, costs little CPU.
 
     .venv/bin/python bench/single_http.py [--quick] [--backend sqlite|postgresql|both]
 """
@@ -14,12 +20,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import time
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from common import (
+    TREE,
     Ceiling,
     batch_bytes,
     event_bytes,
@@ -36,23 +47,70 @@ from common import (
 CLIENTS = 8
 
 
-async def _client(base: str, bodies: list[bytes], latencies: list[float]) -> None:
-    limits = httpx.Limits(max_connections=1)
-    headers = {"content-type": "application/json"}
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits, headers=headers) as c:
-        for body in bodies:
+def request_bytes(host: str, body: bytes) -> bytes:
+    """A whole ``POST /v1/events`` request, head and body (HTTP/1.1, keep-alive)."""
+    head = (
+        f"POST /v1/events HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def _client(host: str, port: int, requests: list[bytes], latencies: list[float]) -> None:
+    """Send the requests one after the other on one connection; every answer must be 201."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        for request in requests:
             started = time.perf_counter()
-            r = await c.post("/v1/events", content=body)
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            at = head.lower().find(b"\r\ncontent-length:")
+            if at < 0:
+                raise RuntimeError(f"an answer without Content-Length: {head[:300]!r}")
+            length = int(head[at + 17 : head.index(b"\r\n", at + 2)])
+            body = await reader.readexactly(length)
             latencies.append(time.perf_counter() - started)
-            if r.status_code != 201:
-                raise RuntimeError(f"append refused: {r.status_code} {r.text[:300]}")
+            if head[9:12] != b"201":
+                raise RuntimeError(f"append refused: {head[:12]!r} {body[:300]!r}")
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
 
 async def _drive(base: str, per_client: list[list[bytes]]) -> tuple[float, list[float]]:
+    url = urlsplit(base)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    requests = [[request_bytes(url.netloc, body) for body in bodies] for bodies in per_client]
     latencies: list[float] = []
     started = time.perf_counter()
-    await asyncio.gather(*(_client(base, bodies, latencies) for bodies in per_client))
+    await asyncio.gather(*(_client(host, port, r, latencies) for r in requests))
     return time.perf_counter() - started, latencies
+
+
+def _run(coroutine: Coroutine[Any, Any, tuple[float, list[float]]]) -> tuple[float, list[float]]:
+    """Run on uvloop when it is installed (uvicorn uses it too), else plain asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coroutine)
+
+
+@contextlib.contextmanager
+def _server_imports_this_tree() -> Iterator[None]:
+    """Make the server import ``ledger`` and ``api`` from the tree being measured (the
+    virtualenv's editable install may point at another checkout)."""
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TREE), saved) if p)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
 
 
 def run_backend(url: str, work: Path, per_client: int) -> dict[str, float]:
@@ -61,18 +119,23 @@ def run_backend(url: str, work: Path, per_client: int) -> dict[str, float]:
     events = lot_events(200, total)
     bodies = [event_bytes(e) for e in events]
     split = [bodies[i::CLIENTS] for i in range(CLIENTS)]
-    with goldtrail_server(url, work) as server:
+    with _server_imports_this_tree(), goldtrail_server(url, work) as server:
         base = server.url
         with httpx.Client(base_url=base, timeout=60) as client:
             for batch in (header(), warm[:100]):
                 r = client.post("/v1/events/batch", content=batch_bytes(batch))
                 if r.status_code != 201:
                     raise RuntimeError(f"setup refused: {r.status_code} {r.text[:300]}")
-        # warm-up: a few single appends through the same path, untimed
-        asyncio.run(_drive(base, [[event_bytes(e)] for e in warm[100 : 100 + CLIENTS]]))
+        # warm-up: single appends through the same path, untimed
+        warm_bodies = [event_bytes(e) for e in warm[100:]]
+        _run(_drive(base, [warm_bodies[c::CLIENTS] for c in range(CLIENTS)]))
+        groups = _group_totals(base)
+        loop_cpu = _main_thread_cpu(server.pid)
         cpu, client_cpu = server.cpu_seconds(), time.process_time()
-        elapsed, latencies = asyncio.run(_drive(base, split))
+        elapsed, latencies = _run(_drive(base, split))
         cpu, client_cpu = server.cpu_seconds() - cpu, time.process_time() - client_cpu
+        loop_cpu = _main_thread_cpu(server.pid) - loop_cpu
+        groups = [after - before for before, after in zip(groups, _group_totals(base), strict=True)]
     return {
         "events_per_s": total / elapsed,
         "p50_ms": percentile(latencies, 50) * 1000,
@@ -80,7 +143,31 @@ def run_backend(url: str, work: Path, per_client: int) -> dict[str, float]:
         "requests": total,
         "server_cpu_us": cpu / total * 1e6,
         "client_cpu_us": client_cpu / total * 1e6,
+        # the server's CPU split: its event loop (HTTP, parsing, responses, logs) and its
+        # worker threads (the ledger's appends)
+        "server_loop_cpu_us": loop_cpu / total * 1e6,
+        "server_workers_cpu_us": (cpu - loop_cpu) / total * 1e6,
+        # requests per transaction, from the server's metrics (nan if it has no group commit)
+        "mean_group": groups[0] / groups[1] if groups[1] else float("nan"),
     }
+
+
+def _main_thread_cpu(pid: int) -> float:
+    """CPU seconds used so far by the server's main thread (its event loop)."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _group_totals(base: str) -> list[float]:
+    """(requests, transactions) so far of the server's group commit, from /metrics."""
+    text = httpx.get(base + "/metrics", timeout=30).text
+    totals = {"sum": 0.0, "count": 0.0}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        for kind in totals:
+            if name == f"goldtrail_append_group_size_{kind}":
+                totals[kind] = float(value)
+    return [totals["sum"], totals["count"]]
 
 
 def run(
@@ -97,13 +184,16 @@ def run(
             else:
                 with postgres_server(work) as url:
                     r = run_backend(url, work, per_client)
+        r["ratio"] = ceiling.ratio(r["events_per_s"])
         results[backend] = r
         out(
             f"  {backend:10s} {r['events_per_s']:8,.0f} events/s = "
-            f"{ceiling.ratio(r['events_per_s']):.3f} of the ceiling; "
+            f"{r['ratio']:.3f} of the ceiling; "
             f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms "
-            f"(CPU per request: server {r['server_cpu_us']:.0f} us, "
-            f"client {r['client_cpu_us']:.0f} us)"
+            f"(CPU per request: server {r['server_cpu_us']:.0f} us = event loop "
+            f"{r['server_loop_cpu_us']:.0f} + workers {r['server_workers_cpu_us']:.0f}, "
+            f"client {r['client_cpu_us']:.0f} us; {r['mean_group']:.1f} requests per "
+            "transaction)"
         )
     return {"single": results}
 

@@ -1313,6 +1313,83 @@ class Ledger:
                     "store is damaged; run the audit.",
                 ) from e
 
+    # -- group commit ------------------------------------------------------------------
+
+    def append_each(
+        self, envelopes: Sequence[object], *, check_time: bool = True
+    ) -> list[AppendResult | LedgerError]:
+        """Append envelopes as independent single appends, in one transaction (group commit).
+
+        Each envelope is admitted on its own, in order, against the state left by the ones
+        accepted before it, exactly as ``append_one`` would be called for each in turn: a
+        refused one gets the LedgerError it would get alone (no batch index) and leaves no
+        trace; a re-post (of a logged event, or of one accepted earlier in the group) gets
+        the receipt as first issued. The new events are written together, with one tree
+        update and one checkpoint that includes them all (PROTOCOL.md section 4 allows
+        group commit). Returns, per envelope, what ``append([envelope], batch=False)``
+        would return, or its error. Raises what the store raises (IntegrityError, a
+        database error) when the transaction fails: then nothing is written.
+        """
+        if not envelopes:
+            return []
+        now = self.clock() if check_time else None
+        items = [_prepared_or_raw(envelope) for envelope in envelopes]
+        outcomes: list[Admitted | LedgerError] = []
+        with write_transaction(self.engine) as conn:
+            state = SqlState(conn)
+            state.prefetch(items)
+            staged = StagedState(state)
+            start = staged.size()
+            for item in items:
+                # each envelope stages its effects over the group's state, which takes them
+                # only if every check passed: a refusal leaves the group's state as it was
+                own = StagedState(staged)
+                try:
+                    (admitted,) = admit_all(
+                        own,
+                        [item],
+                        origin=self.origin,
+                        registrar_key=self.registrar_key,
+                        now=now,
+                        batch=False,
+                    )
+                except LedgerError as e:
+                    outcomes.append(e)
+                    continue
+                changes = own.changes
+                for actor in changes.actors.values():
+                    staged.put_actor(actor)
+                for site in changes.sites.values():
+                    staged.put_site(site)
+                for lot in changes.lots.values():
+                    staged.put_lot(lot)
+                for key, owner in changes.keys.items():
+                    staged.claim_key(key, owner)
+                for prefix, owner in changes.prefixes.items():
+                    staged.claim_prefix(prefix, owner)
+                for record in changes.events:
+                    staged.add_event(record)
+                outcomes.append(admitted)
+            accepted = [o for o in outcomes if isinstance(o, Admitted)]
+            new = [a for a in accepted if a.existing is None]
+            leaves = {a.event_id: merkle.leaf_hash(a.leaf_data) for a in new}
+            size = start + len(new)
+            if new:
+                note = self._write(conn, state, staged.changes, new, leaves, start)
+            elif accepted:
+                note = self._latest_note(conn, size)
+            else:  # every one refused
+                return [o for o in outcomes if isinstance(o, LedgerError)]
+            receipts = iter(self._receipts(conn, accepted, leaves, start, note))
+        results: list[AppendResult | LedgerError] = []
+        for o in outcomes:
+            if isinstance(o, LedgerError):
+                results.append(o)
+            else:
+                created = o.existing is None
+                results.append(AppendResult([next(receipts)], note, size, created, [created]))
+        return results
+
 
 # ---------------------------------------------------------------------------
 # Start-up (PROTOCOL.md section 8)

@@ -71,7 +71,8 @@ class LiveServer:
 
 
 class InFlight:
-    """Wraps ``Runtime.append`` of several apps to record how many run at the same time."""
+    """Wraps ``Runtime.append`` and ``Runtime.append_each`` (the group commit of single
+    appends) of several apps to record how many run at the same time."""
 
     def __init__(self, apps: list[FastAPI]) -> None:
         self.lock = threading.Lock()
@@ -80,6 +81,7 @@ class InFlight:
         for app in apps:
             runtime = app.state.runtime
             runtime.append = self._wrap(runtime.append)
+            runtime.append_each = self._wrap(runtime.append_each)
 
     def _wrap(self, append: Callable[..., Any]) -> Callable[..., Any]:
         def wrapped(*args: Any, **kwargs: Any) -> Any:
