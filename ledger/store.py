@@ -830,7 +830,7 @@ class Ledger:
         # cannot be prepared goes to the rules as it is, which refuse it in its turn
         items = [_prepared_or_raw(envelope) for envelope in envelopes]
         # a big batch has its signatures checked on another core while the rules run here
-        # on envelopes marked as checked; nothing is written before the answer is in, and
+        # on envelopes marked as checked; nothing is committed before the answer is in, and
         # if any signature fails, or the rules refuse an envelope while one does, the
         # batch runs again the plain way, so the error is exactly the one it gives alone
         unchecked = [
@@ -865,8 +865,10 @@ class Ledger:
         batch: bool,
         all_verified: Callable[[], bool] | None,
     ) -> AppendResult:
-        """``append`` in one write transaction; ``all_verified`` (if given) is asked before
-        anything is written, and a false answer rolls the transaction back."""
+        """``append`` in one write transaction; ``all_verified`` (if given) is asked once
+        the rows are written but before the checkpoint is signed and anything committed,
+        and a false answer rolls the transaction back (the worker checks the signatures
+        while this thread runs the rules and writes the rows)."""
         with write_transaction(self.engine) as conn:
             state = SqlState(conn)
             state.prefetch(items)
@@ -882,12 +884,14 @@ class Ledger:
             )
             new = [a for a in admitted if a.existing is None]
             leaves = {a.event_id: merkle.leaf_hash(a.leaf_data) for a in new}
-            if all_verified is not None and not all_verified():
-                raise _BadSignatureInBatch
             if new:
-                note = self._write(conn, state, staged.changes, new, leaves, start)
+                note = self._write(
+                    conn, state, staged.changes, new, leaves, start, before_signing=all_verified
+                )
                 size = start + len(new)
             else:
+                if all_verified is not None and not all_verified():
+                    raise _BadSignatureInBatch
                 size = start
                 note = self._latest_note(conn, size)
             receipts = self._receipts(conn, admitted, leaves, start, note)
@@ -908,8 +912,14 @@ class Ledger:
         new: list[Admitted],
         leaves: dict[str, bytes],
         start: int,
+        *,
+        before_signing: Callable[[], bool] | None = None,
     ) -> str:
-        """Write the log rows, tree nodes, projections and checkpoint; return the note."""
+        """Write the log rows, tree nodes, projections and checkpoint; return the note.
+
+        ``before_signing`` (if given) is asked before the checkpoint is signed; a false
+        answer raises, so that the caller's transaction rolls everything back.
+        """
         if [r.event_id for r in changes.events] != [a.event_id for a in new] or any(
             r.seq != start + i for i, r in enumerate(changes.events)
         ):
@@ -942,6 +952,8 @@ class Ledger:
                 insert(tables.log_meta),
                 {"key": "registrar_key", "value": new[0].envelope["signature"]["key"]},
             )
+        if before_signing is not None and not before_signing():
+            raise _BadSignatureInBatch
         checkpoint = self.log_signer.sign(start + len(new), root)
         conn.execute(
             insert(tables.checkpoints),
