@@ -109,9 +109,9 @@ def test_the_worker_gives_the_plain_answer(
     assert plain[:2] == EXPECTED[case]
 
 
-def test_a_good_batch_is_appended_with_the_worker(
-    started: Ledger, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _count_submits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Turn the worker on and record, per ``submit``, how many signatures it took (0: it
+    took none, the caller checked them itself)."""
     monkeypatch.setattr(sigcheck.CHECKER, "enabled", True)
     calls: list[int] = []
     submit = sigcheck.CHECKER.submit
@@ -122,6 +122,13 @@ def test_a_good_batch_is_appended_with_the_worker(
         return pending
 
     monkeypatch.setattr(sigcheck.CHECKER, "submit", counted)
+    return calls
+
+
+def test_a_good_batch_is_appended_with_the_worker(
+    started: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _count_submits(monkeypatch)
     receipts = started.append([auditor(i) for i in range(N)]).receipts
     assert calls == [N]  # the worker checked them
     assert [r["seq"] for r in receipts] == list(range(1, N + 1))
@@ -182,16 +189,7 @@ def test_the_audit_with_the_worker_reports_what_it_reports_alone(
         env = json.loads(data)
         set_envelope(started.engine, seq, canonical(_tamper_signature(env)))
     monkeypatch.setattr(audit_module, "CHUNK", N)
-    monkeypatch.setattr(sigcheck.CHECKER, "enabled", True)
-    calls: list[int] = []
-    submit = sigcheck.CHECKER.submit
-
-    def counted(origin: str, items: Sequence[sigcheck.Item]) -> sigcheck.Pending | None:
-        pending = submit(origin, items)
-        calls.append(len(items) if pending is not None else 0)
-        return pending
-
-    monkeypatch.setattr(sigcheck.CHECKER, "submit", counted)
+    calls = _count_submits(monkeypatch)
     with_worker = run_audit(started)
     assert calls == [N, N, N, 0], calls  # every full chunk went to the worker (1 left over)
     monkeypatch.setattr(sigcheck.CHECKER, "enabled", False)
