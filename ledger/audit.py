@@ -114,12 +114,9 @@ class _Chunk:
     def __init__(self, entries: list[_Entry], origin: str) -> None:
         self.entries = entries
         self.origin = origin
-        self.signed = [e for e in entries if e.prepared is not None]
-        self.items = [
-            (p.digest, p.signature["key"], p.signature["value"])
-            for p in (e.prepared for e in self.signed)
-            if p is not None
-        ]
+        #: the seq and signature of every entry whose bytes are a canonical event
+        self.seqs = [e.seq for e in entries if e.prepared is not None]
+        self.items = [sigcheck.item_of(e.prepared) for e in entries if e.prepared is not None]
         self.pending: sigcheck.Pending | None = None
 
     def submit(self) -> None:
@@ -132,7 +129,7 @@ class _Chunk:
         first = sigcheck.result(self.pending, self.origin, self.items)
         bad: set[int] = set()
         while first is not None:
-            bad.add(self.signed[first].seq)
+            bad.add(self.seqs[first])
             rest = sigcheck.first_bad(self.origin, self.items[first + 1 :])
             first = None if rest is None else first + 1 + rest
         return bad

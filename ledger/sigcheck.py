@@ -30,16 +30,25 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from ledger.errors import SignatureError
 from ledger.protocol import verify_signature
+
+if TYPE_CHECKING:  # the worker itself needs only ledger.protocol
+    from ledger.rules import Prepared
 
 #: below this many signatures the hand-off costs more than it saves
 MIN_BATCH = 64
 
 #: (SHA-256 of the canonical body, key hex, signature hex), as ``Prepared`` holds them
 Item = tuple[bytes, str, str]
+
+
+def item_of(prepared: Prepared) -> Item:
+    """The signature of a prepared envelope, as the worker takes it."""
+    return (prepared.digest, prepared.signature["key"], prepared.signature["value"])
+
 
 _HEAD = struct.Struct(">HI")
 _ANSWER = struct.Struct(">i")

@@ -742,17 +742,6 @@ class _BadSignatureInBatch(Exception):
     """A signature checked on the other core failed: roll back and run the plain way."""
 
 
-def _signature_item(item: object) -> sigcheck.Item:
-    prepared = _as_prepared(item)
-    return (prepared.digest, prepared.signature["key"], prepared.signature["value"])
-
-
-def _as_prepared(item: object) -> Prepared:
-    if not isinstance(item, Prepared):  # pragma: no cover - callers pass Prepared only
-        raise TypeError("expected a Prepared envelope")
-    return item
-
-
 def _prepared_or_raw(envelope: object) -> object:
     """The envelope's ``Prepared`` form, or the envelope itself when it cannot be prepared."""
     if isinstance(envelope, Prepared):
@@ -834,15 +823,17 @@ class Ledger:
         # if any signature fails, or the rules refuse an envelope while one does, the
         # batch runs again the plain way, so the error is exactly the one it gives alone
         unchecked = [
-            i for i, p in enumerate(items) if isinstance(p, Prepared) and p.verified_for is None
+            (i, item)
+            for i, item in enumerate(items)
+            if isinstance(item, Prepared) and item.verified_for is None
         ]
-        signatures = [_signature_item(items[i]) for i in unchecked]
+        signatures = [sigcheck.item_of(item) for _, item in unchecked]
         future = sigcheck.CHECKER.submit(self.origin, signatures)
         if future is None:
             return self._append(items, now, batch, None)
         marked = list(items)
-        for i in unchecked:
-            marked[i] = dataclasses.replace(_as_prepared(items[i]), verified_for=self.origin)
+        for i, item in unchecked:
+            marked[i] = dataclasses.replace(item, verified_for=self.origin)
 
         def all_verified() -> bool:
             return sigcheck.result(future, self.origin, signatures) is None
