@@ -24,7 +24,7 @@ from ledger import gcpause, merkle, sigcheck, tables
 from ledger.checkpoint import open_checkpoint, parse_verifier_key
 from ledger.errors import LedgerError
 from ledger.protocol import parse_strict
-from ledger.rules import Prepared, admit, prepare, split_envelope
+from ledger.rules import Prepared, admit, prepare_split, split_envelope
 from ledger.state import MemoryState, StagedState
 from ledger.store import event_subject, lot_row, lots_named, read_transaction
 
@@ -103,9 +103,9 @@ class _Entry:
         #: problems found by ``check``, reported in order when the entry is finished
         self.problems: list[Problem] = []
         self.prepared: Prepared | None = None
-        self.gap = False  # a seq is missing before this entry
-        self.stop = False  # the leaf hash column is wrong (the entry is still checked)
-        self.bad = False  # the bytes are not a canonical event with this id
+        #: the replay stops here: a seq is missing before this entry, its leaf hash column
+        #: is wrong, or its bytes are not a canonical event with this id
+        self.ends_replay = False
 
 
 class _Chunk:
@@ -211,7 +211,7 @@ class _Audit:
                             expected,
                         )
                     )
-                    entry.gap = True
+                    entry.ends_replay = True
                     self.tree_usable = False
                     expected = row.seq
                 self.check(entry)
@@ -243,7 +243,7 @@ class _Audit:
 
         def bad(detail: str) -> None:
             entry.problems.append(Problem("entry", detail, seq, stored_id))
-            entry.bad = True
+            entry.ends_replay = True
 
         if entry.leaf != bytes(row.leaf_hash):
             entry.problems.append(
@@ -255,16 +255,15 @@ class _Audit:
                     stored_id,
                 )
             )
-            entry.stop = True
+            entry.ends_replay = True  # the entry is still checked
         try:
-            envelope = parse_strict(data)
-            split_envelope(envelope)
+            body, sig = split_envelope(parse_strict(data))
         except LedgerError as e:
             return bad(f"the stored envelope is not a valid event: {e.detail}")
         try:
             # the canonical body and envelope, computed once (the envelope's canonical
             # bytes are the body's and the signature's, as RFC 8785 composes objects)
-            prepared = prepare(envelope)
+            prepared = prepare_split(body, sig)
         except LedgerError as e:
             return bad(f"the stored envelope cannot be canonicalised: {e.detail}")
         if prepared.leaf_data != data:
@@ -279,7 +278,7 @@ class _Audit:
         for entry in chunk.entries:
             for found in entry.problems:
                 self.problem(found.kind, found.detail, found.seq, found.event_id)
-            if entry.gap or entry.stop or entry.bad:
+            if entry.ends_replay:
                 self.replaying = False
             prepared = entry.prepared
             if prepared is None:

@@ -182,7 +182,7 @@ def prepare(envelope: object) -> Prepared:
     Raises SchemaError as ``split_envelope`` and ``canonical`` do.
     """
     body, sig = split_envelope(envelope)
-    return _prepared(body, sig)
+    return prepare_split(body, sig)
 
 
 def verified(prepared: Prepared, origin: str) -> Prepared:
@@ -196,7 +196,10 @@ def verified(prepared: Prepared, origin: str) -> Prepared:
     return dataclasses.replace(prepared, verified_for=origin)
 
 
-def _prepared(body: dict[str, Any], sig: dict[str, str]) -> Prepared:
+def prepare_split(body: dict[str, Any], sig: dict[str, str]) -> Prepared:
+    """``prepare`` for the two parts ``split_envelope`` returned (a caller that split the
+    envelope itself, to tell a shape error from a canonical-form one, does not split it
+    again). Raises SchemaError as ``canonical`` does."""
     body_bytes = canonical(body)
     digest = sha256(body_bytes)
     key, value = sig["key"], sig["value"]
@@ -244,7 +247,7 @@ def admit(
     else:
         body_dict, sig = split_envelope(envelope)
         check_body(body_dict)
-        prepared = _prepared(body_dict, sig)
+        prepared = prepare_split(body_dict, sig)
     body_dict, sig = prepared.body, prepared.signature
     digest, eid, leaf_data = prepared.digest, prepared.event_id, prepared.leaf_data
     env = {"body": body_dict, "signature": sig}
