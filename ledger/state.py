@@ -470,6 +470,17 @@ class StagedState:
         self.changes.events.append(record)
         self._events_by_id[record.event_id] = record
 
+    def apply(self, changes: Changes) -> None:
+        """Stage ``changes`` on top of these (those of a StagedState over this one, once
+        its event is accepted), as ``MemoryState.apply`` makes them permanent."""
+        self.changes.actors.update(changes.actors)
+        self.changes.sites.update(changes.sites)
+        self.changes.lots.update(changes.lots)
+        self.changes.keys.update(changes.keys)
+        self.changes.prefixes.update(changes.prefixes)
+        for record in changes.events:
+            self.add_event(record)
+
 
 class MemoryState:
     """The whole state in dictionaries: for the offline verifier, replays and tests."""

@@ -66,7 +66,7 @@ from ledger.bundle import build_bundle
 from ledger.checkpoint import LogSigner, open_checkpoint
 from ledger.errors import IntegrityError, LedgerError, NotFoundError, SchemaError
 from ledger.protocol import event_id
-from ledger.rules import Admitted, Prepared, admit_all, prepare
+from ledger.rules import Admitted, Prepared, admit, admit_all, prepare
 from ledger.state import (
     ActorState,
     Changes,
@@ -1348,30 +1348,13 @@ class Ledger:
                 # only if every check passed: a refusal leaves the group's state as it was
                 own = StagedState(staged)
                 try:
-                    (admitted,) = admit_all(
-                        own,
-                        [item],
-                        origin=self.origin,
-                        registrar_key=self.registrar_key,
-                        now=now,
-                        batch=False,
+                    admitted = admit(
+                        own, item, origin=self.origin, registrar_key=self.registrar_key, now=now
                     )
                 except LedgerError as e:
                     outcomes.append(e)
                     continue
-                changes = own.changes
-                for actor in changes.actors.values():
-                    staged.put_actor(actor)
-                for site in changes.sites.values():
-                    staged.put_site(site)
-                for lot in changes.lots.values():
-                    staged.put_lot(lot)
-                for key, owner in changes.keys.items():
-                    staged.claim_key(key, owner)
-                for prefix, owner in changes.prefixes.items():
-                    staged.claim_prefix(prefix, owner)
-                for record in changes.events:
-                    staged.add_event(record)
+                staged.apply(own.changes)
                 outcomes.append(admitted)
             accepted = [o for o in outcomes if isinstance(o, Admitted)]
             new = [a for a in accepted if a.existing is None]
