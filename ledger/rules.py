@@ -504,17 +504,17 @@ def _check_not_on_hold(lot: LotState) -> None:
         )
 
 
-def _raise_flag(lot: LotState, flag_id: str, code: str) -> None:
-    if lot.flag(flag_id) is None:
-        lot.flags.append(FlagState(id=flag_id, code=code, **{"class": FLAG_CLASS[FlagCode(code)]}))
+def _new_flag(flag_id: str, code: str) -> FlagState:
+    """An open flag of ``code``, of the class PROTOCOL.md section 5 gives that code."""
+    return FlagState(id=flag_id, code=code, **{"class": FLAG_CLASS[FlagCode(code)]})
 
 
 def _with_flag(flags: list[FlagState], flag_id: str, code: str) -> list[FlagState]:
-    """``flags`` with the flag raised as ``_raise_flag`` raises it: the same list when it
-    is already there, else a new list (``flags`` itself is never changed)."""
+    """``flags`` with the flag raised: the same list when it is already there, else a new
+    list (``flags`` itself is never changed)."""
     if any(f.id == flag_id for f in flags):
         return flags
-    return [*flags, FlagState(id=flag_id, code=code, **{"class": FLAG_CLASS[FlagCode(code)]})]
+    return [*flags, _new_flag(flag_id, code)]
 
 
 def _discrepant(new: int, mass: int) -> bool:
@@ -799,7 +799,7 @@ def _lot_registered(state: StagedState, ev: _Event, lenient: bool) -> None:
     elif status == "blue":
         codes.append("site_unassessed")
     for code in codes:
-        _raise_flag(lot, f"{ev.id}/{code}", code)
+        lot.flags = _with_flag(lot.flags, f"{ev.id}/{code}", code)  # a lot made above
     state.put_lot(lot)
     _adjust_held(state, ev.signer.id, +1)
 
@@ -952,17 +952,14 @@ def _lot_processed(state: StagedState, ev: _Event, lenient: bool) -> None:
                 inherited[flag.id] = flag
     if b["process"] in MERCURY_WORST:
         code = "mercury_worst_practice"
-        inherited[f"{ev.id}/{code}"] = FlagState(
-            id=f"{ev.id}/{code}", code=code, **{"class": FLAG_CLASS[FlagCode(code)]}
-        )
+        inherited[f"{ev.id}/{code}"] = _new_flag(f"{ev.id}/{code}", code)
     destinations = {lot.destination for lot in inputs}
     destination = destinations.pop() if len(destinations) == 1 else None
     origins = sorted({site for lot in inputs for site in lot.origins})
     origin_lots = sorted({o for lot in inputs for o in lot.origin_lots})
 
     for lot in inputs:
-        consumed = {"status": "consumed", "offer": None, "head": ev.id, "events": lot.events + 1}
-        state.put_lot(shallow_copy(lot, **consumed))
+        _advance(state, lot, ev, status="consumed", offer=None)
     for out in b["outputs"]:
         state.put_lot(
             LotState(
