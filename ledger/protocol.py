@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import unicodedata
 from typing import Any
 
@@ -167,6 +168,41 @@ def parse_strict(data: bytes) -> JSON:
     else:
         _check_strings_in_arrays(value)
     return value
+
+
+# ---------------------------------------------------------------------------
+# The envelope
+
+_LOWER_HEX = re.compile(r"[0-9a-f]*")
+
+
+def split_envelope(envelope: object) -> tuple[dict[str, Any], dict[str, str]]:
+    """Check the envelope's outer shape and return its body and signature.
+
+    Raises SchemaError when it is not exactly ``{body, signature: {key, value}}``.
+    """
+    if not isinstance(envelope, dict):
+        raise SchemaError("An event must be a JSON object with 'body' and 'signature'.")
+    extra = set(envelope) - {"body", "signature"}
+    if extra:
+        raise SchemaError(f"The envelope has an unknown field: {sorted(extra)[0]!r}.")
+    body, sig = envelope.get("body"), envelope.get("signature")
+    if not isinstance(body, dict):
+        raise SchemaError("body: an event needs a 'body' object.")
+    if not isinstance(sig, dict):
+        raise SchemaError("signature: an event needs a 'signature' object with key and value.")
+    if set(sig) != {"key", "value"}:
+        raise SchemaError("signature: must have exactly the fields 'key' and 'value'.")
+    key, value = sig["key"], sig["value"]
+    if not (isinstance(key, str) and len(key) == 64 and _is_lower_hex(key)):
+        raise SchemaError("signature.key: must be a public key in 64 lowercase hex characters.")
+    if not (isinstance(value, str) and len(value) == 128 and _is_lower_hex(value)):
+        raise SchemaError("signature.value: must be a signature in 128 lowercase hex characters.")
+    return body, {"key": key, "value": value}
+
+
+def _is_lower_hex(text: str) -> bool:
+    return _LOWER_HEX.fullmatch(text) is not None
 
 
 # ---------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from ledger.errors import (
     SignatureError,
 )
 from ledger.events import FLAG_CLASS, FlagCode, check_body, parse_protocol_time
-from ledger.protocol import canonical, sha256, verify_signature
+from ledger.protocol import canonical, sha256, split_envelope, verify_signature
 from ledger.state import (
     CUSTODY_ROLES,
     ActorState,
@@ -108,7 +108,6 @@ class _Event:
 
 
 _TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
-_LOWER_HEX = re.compile(r"[0-9a-f]*")
 
 
 def parse_time(value: str) -> dt.datetime:
@@ -124,35 +123,6 @@ def parse_time(value: str) -> dt.datetime:
         return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     year, month, day, hour, minute, second = map(int, match.groups())
     return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
-
-
-def split_envelope(envelope: object) -> tuple[dict[str, Any], dict[str, str]]:
-    """Check the envelope's outer shape and return its body and signature.
-
-    Raises SchemaError when it is not exactly ``{body, signature: {key, value}}``.
-    """
-    if not isinstance(envelope, dict):
-        raise SchemaError("An event must be a JSON object with 'body' and 'signature'.")
-    extra = set(envelope) - {"body", "signature"}
-    if extra:
-        raise SchemaError(f"The envelope has an unknown field: {sorted(extra)[0]!r}.")
-    body, sig = envelope.get("body"), envelope.get("signature")
-    if not isinstance(body, dict):
-        raise SchemaError("body: an event needs a 'body' object.")
-    if not isinstance(sig, dict):
-        raise SchemaError("signature: an event needs a 'signature' object with key and value.")
-    if set(sig) != {"key", "value"}:
-        raise SchemaError("signature: must have exactly the fields 'key' and 'value'.")
-    key, value = sig["key"], sig["value"]
-    if not (isinstance(key, str) and len(key) == 64 and _is_lower_hex(key)):
-        raise SchemaError("signature.key: must be a public key in 64 lowercase hex characters.")
-    if not (isinstance(value, str) and len(value) == 128 and _is_lower_hex(value)):
-        raise SchemaError("signature.value: must be a signature in 128 lowercase hex characters.")
-    return body, {"key": key, "value": value}
-
-
-def _is_lower_hex(text: str) -> bool:
-    return _LOWER_HEX.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)
