@@ -14,19 +14,20 @@ It reads one snapshot (one read transaction) and changes nothing.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, Text, cast, func, select
 
 from ledger import gcpause, merkle, sigcheck, tables
 from ledger.checkpoint import open_checkpoint, parse_verifier_key
 from ledger.errors import LedgerError
-from ledger.protocol import parse_strict
-from ledger.rules import Prepared, admit, prepare_split, split_envelope
+from ledger.protocol import parse_strict, split_envelope
+from ledger.rules import Prepared, admit, prepare_split
 from ledger.state import MemoryState, StagedState
-from ledger.store import event_subject, lot_row, lots_named, read_transaction
+from ledger.store import doc_text, event_subject, lot_row, lots_named, read_transaction
 
 CHUNK = 1000
 MAX_PROBLEMS = 100
@@ -95,12 +96,16 @@ class AuditReport:
 class _Entry:
     """One stored entry between its checks: what the bytes said, what is left to do."""
 
-    def __init__(self, row: Any) -> None:
-        self.row = row
-        self.seq = int(row.seq)
-        self.event_id = str(row.event_id)
-        self.leaf = b""
-        #: problems found by ``check``, reported in order when the entry is finished
+    def __init__(self, row: tuple[Any, ...]) -> None:
+        seq, event_id, leaf_hash, envelope, *columns = row
+        self.seq = int(seq)
+        self.event_id = str(event_id)
+        self.stored_leaf = bytes(leaf_hash)
+        self.data = bytes(envelope)
+        #: the time, type, actor and subject columns
+        self.columns = columns
+        self.leaf = merkle.leaf_hash(self.data)
+        #: problems found before the entry is finished, reported in order then
         self.problems: list[Problem] = []
         self.prepared: Prepared | None = None
         #: the replay stops here: a seq is missing before this entry, its leaf hash column
@@ -109,30 +114,21 @@ class _Entry:
 
 
 class _Chunk:
-    """Entries whose signatures are being checked by the worker (or will be, here)."""
+    """Entries the worker checks whole while the previous chunk is replayed."""
 
     def __init__(self, entries: list[_Entry], origin: str) -> None:
         self.entries = entries
-        self.origin = origin
-        #: the seq and signature of every entry whose bytes are a canonical event
-        self.seqs = [e.seq for e in entries if e.prepared is not None]
-        self.items = [sigcheck.item_of(e.prepared) for e in entries if e.prepared is not None]
-        self.pending: sigcheck.Pending | None = None
+        self.pending = sigcheck.CHECKER.submit_entries(
+            origin, [(e.data, e.event_id) for e in entries]
+        )
 
-    def submit(self) -> None:
-        """Hand the signatures to the worker (if it can take them)."""
-        self.pending = sigcheck.CHECKER.submit(self.origin, self.items)
-
-    def bad_signatures(self) -> set[int]:
-        """The seqs whose signature does not verify: the worker finds the first, the rest
-        (a damaged log only) are checked here."""
-        first = sigcheck.result(self.pending, self.origin, self.items)
-        bad: set[int] = set()
-        while first is not None:
-            bad.add(self.seqs[first])
-            rest = sigcheck.first_bad(self.origin, self.items[first + 1 :])
-            first = None if rest is None else first + 1 + rest
-        return bad
+    def sound(self) -> int:
+        """How many entries, from the first, the worker found sound (``stored_entry_ok``):
+        none without a worker, which leaves them all to the audit's own checks."""
+        if self.pending is None:
+            return 0
+        first_bad = self.pending.first_bad()
+        return len(self.entries) if first_bad is None else first_bad
 
 
 class _Audit:
@@ -173,89 +169,81 @@ class _Audit:
     def entries(self) -> None:
         """Check every entry in order, a chunk at a time.
 
-        The signatures of a chunk go to the signature worker (``ledger.sigcheck``) once it
-        is read and checked; it is finished (signatures, columns, replay) while the worker
-        checks the next one. Problems are reported in entry order all the same.
+        Each chunk goes to the signature worker (``ledger.sigcheck``) as soon as it is read,
+        which checks its entries whole (strict JSON, canonical form, id, signature) while
+        the previous chunk is finished here (columns and replay). Entries it does not find
+        sound, or all of them without a worker, are checked here one by one. Problems are
+        reported in entry order all the same.
         """
         t = tables.log
         total = int(self.conn.execute(select(func.count()).select_from(t)).scalar_one())
+        columns = (
+            t.c.seq,
+            t.c.event_id,
+            t.c.leaf_hash,
+            t.c.envelope,
+            *(t.c[name] for name in _COLUMN_NAMES),
+        )
         expected, after = 0, -1
         waiting: _Chunk | None = None
         while True:
-            rows = self.conn.execute(
-                select(
-                    t.c.seq,
-                    t.c.event_id,
-                    t.c.leaf_hash,
-                    t.c.envelope,
-                    t.c.time,
-                    t.c.type,
-                    t.c.actor,
-                    t.c.subject,
-                )
-                .where(t.c.seq > after)
-                .order_by(t.c.seq)
-                .limit(CHUNK)
-            ).all()
+            rows = _raw_rows(
+                self.conn, select(*columns).where(t.c.seq > after).order_by(t.c.seq).limit(CHUNK)
+            )
             if not rows:
                 break
-            checked = []
+            entries = []
             for row in rows:
                 entry = _Entry(row)
-                if row.seq != expected:
+                if entry.seq != expected:
                     entry.problems.append(
                         Problem(
                             "entry",
                             f"the log has no entry {expected}: seq jumps from {expected - 1} "
-                            f"to {row.seq}",
+                            f"to {entry.seq}",
                             expected,
                         )
                     )
                     entry.ends_replay = True
                     self.tree_usable = False
-                    expected = row.seq
-                self.check(entry)
-                checked.append(entry)
+                    expected = entry.seq
+                if entry.leaf != entry.stored_leaf:
+                    entry.problems.append(
+                        Problem(
+                            "entry",
+                            f"the stored leaf hash {entry.stored_leaf.hex()} is not the hash of "
+                            f"the stored envelope, {entry.leaf.hex()}",
+                            entry.seq,
+                            entry.event_id,
+                        )
+                    )
+                    entry.ends_replay = True  # the entry is still checked
+                entries.append(entry)
                 expected += 1
             if self.tree_usable:
-                merkle.append_leaves(self.tree, self.leaf_count, [e.leaf for e in checked])
-                self.leaf_count += len(checked)
-            after = rows[-1].seq
-            chunk = _Chunk(checked, self.origin)
-            if waiting is None:
-                chunk.submit()
-            else:
-                # the worker has been checking the waiting chunk while this one was read:
-                # take its answer, give it this chunk, and replay the waiting one meanwhile
-                bad = waiting.bad_signatures()
-                chunk.submit()
-                self.finish(waiting, bad, total)
+                merkle.append_leaves(self.tree, self.leaf_count, [e.leaf for e in entries])
+                self.leaf_count += len(entries)
+            after = entries[-1].seq
+            # the worker takes this chunk as soon as it has answered for the waiting one,
+            # which is then finished here meanwhile
+            sound = waiting.sound() if waiting is not None else 0
+            chunk = _Chunk(entries, self.origin)
+            if waiting is not None:
+                self.finish(waiting, sound, total)
             waiting = chunk
         if waiting is not None:
-            self.finish(waiting, waiting.bad_signatures(), total)
+            self.finish(waiting, waiting.sound(), total)
 
     def check(self, entry: _Entry) -> None:
-        """What an entry's stored bytes alone can say: leaf hash, canonical form, id."""
-        row = entry.row
-        data = bytes(row.envelope)
-        seq, stored_id = entry.seq, entry.event_id
-        entry.leaf = merkle.leaf_hash(data)
+        """What an entry's stored bytes alone can say (canonical form, id, signature), for
+        an entry the worker did not find sound: sets ``entry.prepared`` if it is canonical
+        with this id, and notes what is wrong."""
+        data, seq, stored_id = entry.data, entry.seq, entry.event_id
 
         def bad(detail: str) -> None:
             entry.problems.append(Problem("entry", detail, seq, stored_id))
             entry.ends_replay = True
 
-        if entry.leaf != bytes(row.leaf_hash):
-            entry.problems.append(
-                Problem(
-                    "entry",
-                    f"the stored leaf hash {bytes(row.leaf_hash).hex()} is not the hash of the "
-                    f"stored envelope, {entry.leaf.hex()}",
-                    seq,
-                    stored_id,
-                )
-            )
-            entry.ends_replay = True  # the entry is still checked
         try:
             body, sig = split_envelope(parse_strict(data))
         except LedgerError as e:
@@ -270,12 +258,28 @@ class _Audit:
             return bad("the stored envelope is not in canonical (RFC 8785) form")
         if prepared.event_id != stored_id:
             return bad(f"the body hashes to {prepared.event_id}, not to the stored event id")
-        entry.prepared = prepared
+        if sigcheck.first_bad(self.origin, [sigcheck.item_of(prepared)]) is not None:
+            entry.problems.append(
+                Problem(
+                    "entry",
+                    f"the signature does not verify for the origin {self.origin!r}",
+                    seq,
+                    stored_id,
+                )
+            )
+            entry.ends_replay = True
+            return None
+        entry.prepared = dataclasses.replace(prepared, verified_for=self.origin)
+        return None
 
-    def finish(self, chunk: _Chunk, bad_signature: set[int], total: int) -> None:
-        """Signatures (``bad_signature``: the seqs that fail), columns and the replay,
-        entry by entry."""
-        for entry in chunk.entries:
+    def finish(self, chunk: _Chunk, sound: int, total: int) -> None:
+        """Columns and the replay, entry by entry; the first ``sound`` entries are sound
+        (``sigcheck.stored_entry_ok``), the others are checked here first."""
+        for index, entry in enumerate(chunk.entries):
+            if index < sound:
+                entry.prepared = _prepared_sound(entry, self.origin)
+            else:
+                self.check(entry)
             for found in entry.problems:
                 self.problem(found.kind, found.detail, found.seq, found.event_id)
             if entry.ends_replay:
@@ -284,41 +288,29 @@ class _Audit:
             if prepared is None:
                 continue
             seq, stored_id = entry.seq, entry.event_id
-            if entry.seq in bad_signature:
-                self.problem(
-                    "entry",
-                    f"the signature does not verify for the origin {self.origin!r}",
-                    seq,
-                    stored_id,
-                )
-                self.replaying = False
-                continue
-            # checked for this origin: the replay's admit does not verify it again
-            prepared = dataclasses.replace(prepared, verified_for=self.origin)
-            body, row = prepared.body, entry.row
-            columns = {
-                "time": body.get("time"),
-                "type": body.get("type"),
-                "actor": body.get("actor"),
-                "subject": event_subject(body) if isinstance(body.get("type"), str) else None,
-            }
-            wrong = [name for name, value in columns.items() if getattr(row, name) != value]
-            if wrong:
-                name = wrong[0]
-                self.problem(
-                    "entry",
-                    f"the {name} column says {getattr(row, name)!r}, the body {columns[name]!r}",
-                    seq,
-                    stored_id,
-                )
-                self.replaying = False
-                continue
-            if seq == 0:
-                self.seq0_key = prepared.signature["key"]
-            if self.replaying:
-                self.replay(seq, stored_id, prepared)
+            body = prepared.body
+            expected = (
+                body.get("time"),
+                body.get("type"),
+                body.get("actor"),
+                event_subject(body) if isinstance(body.get("type"), str) else None,
+            )
+            for name, have, want in zip(_COLUMN_NAMES, entry.columns, expected, strict=True):
+                if have != want:
+                    self.problem(
+                        "entry",
+                        f"the {name} column says {have!r}, the body {want!r}",
+                        seq,
+                        stored_id,
+                    )
+                    self.replaying = False
+                    break
+            else:
+                if seq == 0:
+                    self.seq0_key = prepared.signature["key"]
+                if self.replaying:
+                    self.replay(seq, stored_id, prepared)
         self.report.size += len(chunk.entries)
-        gcpause.collect_young()
         if self.progress is not None:
             self.progress(self.report.size, total)
 
@@ -355,26 +347,28 @@ class _Audit:
             self.problem("tree", "the tree cannot be recomputed: the log has a gap")
             return
         t = tables.tree_nodes
+        hashes = self.tree.hashes
+        rows = _raw_rows(
+            self.conn, select(t.c.level, t.c.idx, t.c.hash).order_by(t.c.level, t.c.idx)
+        )
+        self.report.tree_nodes += len(rows)
         matched = 0
-        for row in self.conn.execute(
-            select(t.c.level, t.c.idx, t.c.hash).order_by(t.c.level, t.c.idx)
-        ):
-            self.report.tree_nodes += 1
-            level, idx, stored = int(row.level), int(row.idx), bytes(row.hash)
-            expected = self.tree.hashes.get((level, idx))
+        for level, idx, stored in rows:
+            expected = hashes.get((level, idx))
+            if expected is not None and expected == stored:
+                matched += 1
+                continue
             first_leaf = idx << level
             where = f"the tree node (level {level}, index {idx}) over entries {first_leaf}.."
             where += f"{first_leaf + (1 << level) - 1}"
             if expected is None:
                 self.problem("tree", f"{where} should not exist: the log is shorter", first_leaf)
-            elif expected != stored:
+            else:
                 self.problem(
                     "tree",
-                    f"{where} is {stored.hex()}, but the entries give {expected.hex()}",
+                    f"{where} is {bytes(stored).hex()}, but the entries give {expected.hex()}",
                     first_leaf,
                 )
-            else:
-                matched += 1
         if matched != len(self.tree.hashes):
             stored_keys = {
                 (int(r.level), int(r.idx)) for r in self.conn.execute(select(t.c.level, t.c.idx))
@@ -462,6 +456,26 @@ class _Audit:
             else:
                 self.problem("projection", f"{what} {key!r} differs from a replay of the log")
 
+    def compare_docs(
+        self, what: str, stored: dict[Any, tuple[Any, ...]], expected: dict[Any, tuple[Any, ...]]
+    ) -> None:
+        """``compare`` for rows whose last column is a JSON ``doc``: ``stored`` holds its
+        text, ``expected`` the state's ``DocText``. A stored text that is the state's text
+        (as the store writes it) is equal without being read; any other (written otherwise,
+        or wrong) is read and compared with the state's as JSON values, so the outcome is
+        ``compare``'s on the decoded rows."""
+        texts = {k: (*v[:-1], v[-1].text) for k, v in expected.items()}
+        if stored == texts:
+            return
+        self.compare(
+            what,
+            {
+                k: v if texts.get(k) == v else (*v[:-1], _json_value(v[-1]))
+                for k, v in stored.items()
+            },
+            {k: (*v[:-1], json.loads(v[-1])) for k, v in texts.items()},
+        )
+
     def projections(self) -> None:
         if not self.replaying:
             self.problem("projection", "the projections were not compared: the replay stopped")
@@ -469,64 +483,122 @@ class _Audit:
         self.report.projections_compared = True
         st, conn = self.state, self.conn
         a, s, lt = tables.actors, tables.sites, tables.lots
-        self.compare(
+        self.compare_docs(
             "actor",
             {
-                r.id: (r.status, bool(r.is_registrar), r.registered_seq, r.doc)
-                for r in conn.execute(
-                    select(a.c.id, a.c.status, a.c.is_registrar, a.c.registered_seq, a.c.doc)
+                r[0]: (r[1], bool(r[2]), r[3], r[4])
+                for r in _raw_rows(
+                    conn,
+                    select(
+                        a.c.id, a.c.status, a.c.is_registrar, a.c.registered_seq, _text(a.c.doc)
+                    ),
                 )
             },
             {
-                x.id: (x.status, "registrar" in x.roles, x.registered_seq, _doc(x))
+                x.id: (x.status, "registrar" in x.roles, x.registered_seq, doc_text(x))
                 for x in st.actors.values()
             },
         )
-        self.compare(
+        self.compare_docs(
             "site",
             {
-                r.id: (r.operator, r.registered_seq, r.doc)
-                for r in conn.execute(select(s.c.id, s.c.operator, s.c.registered_seq, s.c.doc))
+                r[0]: r[1:]
+                for r in _raw_rows(
+                    conn, select(s.c.id, s.c.operator, s.c.registered_seq, _text(s.c.doc))
+                )
             },
-            {x.id: (x.operator, x.registered_seq, _doc(x)) for x in st.sites.values()},
+            {x.id: (x.operator, x.registered_seq, doc_text(x)) for x in st.sites.values()},
         )
-        self.compare(
+        columns = [lt.c[name] for name in _LOT_COLUMNS]
+        self.compare_docs(
             "lot",
-            {r.lot: _normal_lot_row(r._asdict()) for r in conn.execute(select(lt))},
-            {x.lot: lot_row(x) for x in st.lots.values()},
+            {
+                r[0]: (*r[1:4], bool(r[4]), *r[5:])
+                for r in _raw_rows(conn, select(lt.c.lot, *columns, _text(lt.c.doc)))
+            },
+            {x.lot: _lot_tuple(lot_row(x)) for x in st.lots.values()},
         )
         self.compare(
             "key",
-            {str(r.key): str(r.actor) for r in conn.execute(select(tables.actor_keys))},
+            {str(k): str(v) for k, v in _raw_rows(conn, select(tables.actor_keys))},
             dict(st.keys),
         )
         self.compare(
             "lot prefix",
-            {str(r.prefix): str(r.actor) for r in conn.execute(select(tables.prefixes))},
+            {str(k): str(v) for k, v in _raw_rows(conn, select(tables.prefixes))},
             dict(st.prefixes),
         )
         ls = tables.lot_sites
         self.compare(
             "lot origin",
-            {(r.site, r.lot): r.created_seq for r in conn.execute(select(ls))},
+            {
+                (r[0], r[1]): r[2]
+                for r in _raw_rows(conn, select(ls.c.site, ls.c.lot, ls.c.created_seq))
+            },
             {(site, x.lot): x.created_seq for x in st.lots.values() for site in x.origins},
         )
         el = tables.event_lots
         self.compare(
             "lot chain link",
-            {(r.lot, r.seq): r.event_id for r in conn.execute(select(el))},
+            {
+                (r[0], r[1]): r[2]
+                for r in _raw_rows(conn, select(el.c.lot, el.c.seq, el.c.event_id))
+            },
             {(lot, seq): eid for lot, seq, eid in self.event_lots},
         )
 
 
-def _doc(model: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = model.model_dump(mode="json", by_alias=True)
-    return doc
+#: the log's columns that repeat what the body says
+_COLUMN_NAMES = ("time", "type", "actor", "subject")
 
 
-def _normal_lot_row(row: dict[str, Any]) -> dict[str, Any]:
-    row["hold"] = bool(row["hold"])
-    return row
+def _prepared_sound(entry: _Entry, origin: str) -> Prepared:
+    """The prepared form of an entry the worker found sound: its bytes are the canonical
+    envelope, hashing to its id, with a signature verified for ``origin``. (``json.loads``
+    reads strict JSON exactly as ``parse_strict`` does.)"""
+    envelope = json.loads(entry.data)
+    return Prepared(
+        envelope["body"],
+        envelope["signature"],
+        sigcheck.canonical_body(entry.data),
+        bytes.fromhex(entry.event_id),
+        entry.event_id,
+        entry.data,
+        verified_for=origin,
+    )
+
+
+#: the lots columns beside ``lot`` and ``doc``, in the order they are compared
+_LOT_COLUMNS = ("custodian", "status", "risk", "hold", "origins", "created_seq")
+
+
+def _lot_tuple(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (*(row[name] for name in _LOT_COLUMNS), row["doc"])
+
+
+def _text(column: Any) -> Any:
+    """A JSON column read as its stored text (not decoded)."""
+    return cast(column, Text)
+
+
+def _json_value(text: Any) -> Any:
+    """A stored doc's JSON value, or the text itself where it is not JSON (it then differs)."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return text
+
+
+def _raw_rows(conn: Connection, statement: Any) -> list[tuple[Any, ...]]:
+    """The rows of a parameterless ``select`` as the driver gives them (plain tuples, no
+    SQLAlchemy row or type processing), read in ``conn``'s transaction."""
+    sql = str(statement.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def audit(
@@ -543,13 +615,18 @@ def audit(
     the key of seq 0. Never raises for a damaged log: everything wrong is a Problem in the
     report (at most 100). Raises only what the database raises.
     """
+    # the replayed state makes no reference cycles: it is freed (by reference counting)
+    # before the collector resumes, which then has nothing of it left to walk
     with gcpause.paused(), read_transaction(engine) as conn:
-        run = _Audit(conn, origin, verifier_key, registrar_key, progress)
-        run.entries()
-        run.tree_nodes()
-        run.checkpoints()
-        run.meta()
-        run.projections()
-    report = run.report
+        report = _run(_Audit(conn, origin, verifier_key, registrar_key, progress))
     report.ok = not report.problems
     return report
+
+
+def _run(run: _Audit) -> AuditReport:
+    run.entries()
+    run.tree_nodes()
+    run.checkpoints()
+    run.meta()
+    run.projections()
+    return run.report

@@ -15,9 +15,15 @@ lives as long as the process; it exits when its input closes, so it never outliv
 parent, even one killed with SIGKILL. Whenever the worker cannot be used (one core, busy
 with another thread's batch, dead), the caller checks the signatures itself.
 
-Request: ``>HI`` (origin length, count), the origin in UTF-8, then per signature the
-32-byte body digest, the 32-byte key and the 64-byte signature. Answer: ``>i``, the index
-of the first signature that fails, or -1.
+The worker also checks the audit's stored entries whole (``stored_entry_ok``): strict
+JSON, the envelope's shape, canonical form, event id and signature, so that the audit's
+own thread only reads what the worker found sound.
+
+Request: ``>BHI`` (kind, origin length, count), the origin in UTF-8, then per item: for
+kind 0 (signatures) the 32-byte body digest, the 32-byte key and the 64-byte signature;
+for kind 1 (stored entries) ``>IH`` (envelope length, event id length), the envelope's
+bytes and the event id in UTF-8. Answer: ``>i``, the index of the first item that fails,
+or -1.
 """
 
 from __future__ import annotations
@@ -28,12 +34,18 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from ledger.errors import SignatureError
-from ledger.protocol import verify_signature
+from ledger.errors import LedgerError, SignatureError
+from ledger.protocol import (
+    canonical,
+    parse_strict,
+    sha256,
+    split_envelope,
+    verify_signature,
+)
 
 if TYPE_CHECKING:  # the worker itself needs only ledger.protocol
     from ledger.rules import Prepared
@@ -50,9 +62,18 @@ def item_of(prepared: Prepared) -> Item:
     return (prepared.digest, prepared.signature["key"], prepared.signature["value"])
 
 
-_HEAD = struct.Struct(">HI")
+#: (the stored envelope's bytes, the stored event id), as the audit reads them
+Entry = tuple[bytes, str]
+
+_HEAD = struct.Struct(">BHI")
 _ANSWER = struct.Struct(">i")
 _RECORD = 32 + 32 + 64
+_ENTRY = struct.Struct(">IH")
+_SIGNATURES, _ENTRIES = 0, 1
+
+#: a canonical envelope is ``{"body":<canonical body>`` then this, with the key and value
+_TAIL_TEMPLATE = b',"signature":{"key":"' + b"0" * 64 + b'","value":"' + b"0" * 128 + b'"}}'
+_BODY_AT = len(b'{"body":')
 
 
 def first_bad(origin: str, items: Sequence[Item]) -> int | None:
@@ -61,6 +82,41 @@ def first_bad(origin: str, items: Sequence[Item]) -> int | None:
         try:
             verify_signature(origin, digest, key, value)
         except SignatureError:
+            return index
+    return None
+
+
+def stored_entry_ok(origin: str, data: bytes, event_id: str) -> bool:
+    """True when ``data`` is an envelope as the log must hold it: strict JSON
+    (``parse_strict``) of the envelope's shape (``split_envelope``), in canonical form, its
+    body hashing to ``event_id`` and its signature verifying for ``origin``. False says only
+    that something fails; the audit then finds what, in its own words."""
+    try:
+        body, sig = split_envelope(parse_strict(data))
+        if canonical({"body": body, "signature": sig}) != data:
+            return False
+    except LedgerError:
+        return False
+    digest = sha256(canonical_body(data))
+    if digest.hex() != event_id:
+        return False
+    try:
+        verify_signature(origin, digest, sig["key"], sig["value"])
+    except SignatureError:
+        return False
+    return True
+
+
+def canonical_body(data: bytes) -> bytes:
+    """The body's canonical bytes in a canonical envelope: between ``{"body":`` and the
+    signature, whose length is fixed."""
+    return data[_BODY_AT : len(data) - len(_TAIL_TEMPLATE)]
+
+
+def first_bad_entry(origin: str, entries: Sequence[Entry]) -> int | None:
+    """The index of the first stored entry that is not ``stored_entry_ok``, or None."""
+    for index, (data, event_id) in enumerate(entries):
+        if not stored_entry_ok(origin, data, event_id):
             return index
     return None
 
@@ -75,17 +131,19 @@ def _cores() -> int:
 class Pending:
     """A request the worker is working on; ``first_bad`` waits for its answer."""
 
-    def __init__(self, checker: SignatureChecker, origin: str, items: Sequence[Item]) -> None:
+    def __init__(
+        self, checker: SignatureChecker, count: int, fallback: Callable[[], int | None]
+    ) -> None:
         self._checker = checker
-        self._origin = origin
-        self._items = items
+        self._count = count
+        self._fallback = fallback
         self._answer: int | None = None
         self._done = False
 
     def first_bad(self) -> int | None:
-        """The index of the first bad signature, or None (asks the worker once)."""
+        """The index of the first item that fails, or None (asks the worker once)."""
         if not self._done:
-            self._answer = self._checker.collect(self._origin, self._items)
+            self._answer = self._checker.collect(self._count, self._fallback)
             self._done = True
         return self._answer
 
@@ -104,40 +162,68 @@ class SignatureChecker:
         self.enabled = _cores() > 1 and os.environ.get("GOLDTRAIL_SIGNATURE_WORKER") != "0"
 
     def submit(self, origin: str, items: Sequence[Item]) -> Pending | None:
-        """Start checking ``items``; None when they are too few or the worker is busy or
-        cannot run (the caller then checks them itself). A returned ``Pending`` must be
-        asked for its answer, which frees the worker."""
-        if not self.enabled or len(items) < MIN_BATCH or not self._busy.acquire(blocking=False):
+        """Start checking the signatures ``items``; None when they are too few or the worker
+        is busy or cannot run (the caller then checks them itself). A returned ``Pending``
+        must be asked for its answer, which frees the worker."""
+
+        def records() -> bytes:
+            return b"".join(d + bytes.fromhex(k) + bytes.fromhex(v) for d, k, v in items)
+
+        return self._submit(
+            _SIGNATURES, origin, len(items), records, lambda: first_bad(origin, items)
+        )
+
+    def submit_entries(self, origin: str, entries: Sequence[Entry]) -> Pending | None:
+        """Start checking stored entries whole (``stored_entry_ok``); as ``submit``."""
+
+        def records() -> bytes:
+            parts: list[bytes] = []
+            for data, event_id in entries:
+                encoded = event_id.encode("utf-8")
+                parts += (_ENTRY.pack(len(data), len(encoded)), data, encoded)
+            return b"".join(parts)
+
+        return self._submit(
+            _ENTRIES, origin, len(entries), records, lambda: first_bad_entry(origin, entries)
+        )
+
+    def _submit(
+        self,
+        kind: int,
+        origin: str,
+        count: int,
+        records: Callable[[], bytes],
+        fallback: Callable[[], int | None],
+    ) -> Pending | None:
+        if not self.enabled or count < MIN_BATCH or not self._busy.acquire(blocking=False):
             return None
         try:
             proc = self._process()
-            request = bytearray(_HEAD.pack(len(origin.encode("utf-8")), len(items)))
-            request += origin.encode("utf-8")
-            for digest, key, value in items:
-                request += digest + bytes.fromhex(key) + bytes.fromhex(value)
+            name = origin.encode("utf-8")
             stdin = _pipe(proc.stdin)
-            stdin.write(request)
+            stdin.write(_HEAD.pack(kind, len(name), count) + name + records())
             stdin.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError, struct.error):
             self._stop()
             self._busy.release()
             return None
-        return Pending(self, origin, items)
+        return Pending(self, count, fallback)
 
-    def collect(self, origin: str, items: Sequence[Item]) -> int | None:
-        """The worker's answer for the request in flight; checked here if it fails."""
+    def collect(self, count: int, fallback: Callable[[], int | None]) -> int | None:
+        """The worker's answer for the request in flight (of ``count`` items); ``fallback``
+        finds it here if the worker fails."""
         try:
             proc = self._proc
             data = _pipe(proc.stdout if proc is not None else None).read(_ANSWER.size)
             if len(data) != _ANSWER.size:
                 raise OSError("the signature worker stopped")
             (index,) = _ANSWER.unpack(data)
-            if not -1 <= index < len(items):
+            if not -1 <= index < count:
                 raise OSError("the signature worker gave a wrong answer")
             return None if index < 0 else int(index)
         except OSError:
             self._stop()
-            return first_bad(origin, items)
+            return fallback()
         finally:
             self._busy.release()
 
@@ -209,20 +295,36 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         head = _read_exactly(stdin, _HEAD.size)
         if head is None:
             return
-        origin_size, count = _HEAD.unpack(head)
+        kind, origin_size, count = _HEAD.unpack(head)
         origin_bytes = _read_exactly(stdin, origin_size)
-        records = _read_exactly(stdin, count * _RECORD)
-        if origin_bytes is None or records is None:
+        if origin_bytes is None:
             return
-        items = [
-            (
-                records[at : at + 32],
-                records[at + 32 : at + 64].hex(),
-                records[at + 64 : at + _RECORD].hex(),
-            )
-            for at in range(0, len(records), _RECORD)
-        ]
-        bad = first_bad(origin_bytes.decode("utf-8"), items)
+        origin = origin_bytes.decode("utf-8")
+        if kind == _SIGNATURES:
+            records = _read_exactly(stdin, count * _RECORD)
+            if records is None:
+                return
+            items = [
+                (
+                    records[at : at + 32],
+                    records[at + 32 : at + 64].hex(),
+                    records[at + 64 : at + _RECORD].hex(),
+                )
+                for at in range(0, len(records), _RECORD)
+            ]
+            bad = first_bad(origin, items)
+        else:
+            entries = []
+            for _ in range(count):
+                sizes = _read_exactly(stdin, _ENTRY.size)
+                if sizes is None:
+                    return
+                data_size, id_size = _ENTRY.unpack(sizes)
+                record = _read_exactly(stdin, data_size + id_size)
+                if record is None:
+                    return
+                entries.append((record[:data_size], record[data_size:].decode("utf-8")))
+            bad = first_bad_entry(origin, entries)
         stdout.write(_ANSWER.pack(-1 if bad is None else bad))
         stdout.flush()
 

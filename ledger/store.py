@@ -102,6 +102,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """
     parsed = make_url(url)
     backend = parsed.get_backend_name()
+    kwargs.setdefault("json_serializer", _json_serializer)
     if backend == "sqlite":
         engine = create_engine(parsed, **kwargs)
         event.listen(engine, "connect", _sqlite_connect)
@@ -272,8 +273,28 @@ def _insert_new(
     conn.execute(_statement(("insert_new", name, table.name, tuple(keys)), build), rows)
 
 
-def _doc(model: ActorState | SiteState | LotState) -> dict[str, Any]:
-    return model.model_dump(mode="json", by_alias=True)
+class DocText:
+    """A projection's ``doc`` already written as JSON text by pydantic's serializer (the
+    JSON value of ``model_dump(mode="json", by_alias=True)``, four times cheaper than
+    ``json.dumps`` of it). The engine's ``json_serializer`` stores the text as it is; an
+    engine without it refuses the object instead of storing something else."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def doc_text(model: ActorState | SiteState | LotState) -> DocText:
+    """The ``doc`` column of a projection row."""
+    return DocText(model.model_dump_json(by_alias=True))
+
+
+def _json_serializer(value: Any) -> str:
+    """The JSON columns' serializer: a ``DocText`` as it is, anything else as before."""
+    if type(value) is DocText:
+        return value.text
+    return json.dumps(value)
 
 
 def lots_named(body: dict[str, Any]) -> list[str]:
@@ -592,7 +613,7 @@ class SqlState:
                     "status": a.status,
                     "is_registrar": "registrar" in a.roles,
                     "registered_seq": a.registered_seq,
-                    "doc": _doc(a),
+                    "doc": doc_text(a),
                 }
                 for a in changes.actors.values()
             ],
@@ -616,7 +637,7 @@ class SqlState:
                     "id": s.id,
                     "operator": s.operator,
                     "registered_seq": s.registered_seq,
-                    "doc": _doc(s),
+                    "doc": doc_text(s),
                 }
                 for s in changes.sites.values()
             ],
@@ -654,7 +675,7 @@ def lot_row(lot: LotState) -> dict[str, Any]:
         "hold": lot.hold,
         "origins": " ".join(sorted(lot.origins)),
         "created_seq": lot.created_seq,
-        "doc": _doc(lot),
+        "doc": doc_text(lot),
     }
 
 

@@ -5,6 +5,7 @@ store's back (dropping or disabling the append-only triggers, as only an intrude
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -13,13 +14,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy.exc
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, Text, select, text
 
 from ledger import tables
 from ledger.audit import AuditReport, audit
 from ledger.checkpoint import LogSigner
 from ledger.protocol import public_key_hex
-from ledger.store import Ledger, open_ledger
+from ledger.store import DocText, Ledger, doc_text, open_ledger
 from tests import factories
 
 NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
@@ -236,3 +237,59 @@ def test_projection_drift_is_named(logged: tuple[Ledger, Any, Path]) -> None:
     assert all(p.kind == "projection" for p in report.problems)
     assert f"lot {consumed.lot!r} differs from a replay of the log" in details
     assert any(d.startswith("key ") and "missing" in d for d in details)
+
+
+def test_projection_docs_are_the_states_json(logged: tuple[Ledger, Any, Path]) -> None:
+    """The store writes each doc as pydantic's JSON text of the state, whose value is the
+    state's ``model_dump(mode="json")``."""
+    led, w, _ = logged
+    st = w.ledger.state
+    with led.engine.connect() as conn:
+        stored = {
+            kind: {
+                str(r[0]): str(r[1])
+                for r in conn.execute(select(table.c[key], sqlalchemy.cast(table.c.doc, Text)))
+            }
+            for kind, table, key in (
+                ("actor", tables.actors, "id"),
+                ("site", tables.sites, "id"),
+                ("lot", tables.lots, "lot"),
+            )
+        }
+    states = {"actor": st.actors, "site": st.sites, "lot": st.lots}
+    for kind, models in states.items():
+        assert set(stored[kind]) == set(models)
+        for key, model in models.items():
+            assert stored[kind][key] == doc_text(model).text
+            assert json.loads(stored[kind][key]) == model.model_dump(mode="json", by_alias=True)
+
+
+def test_docs_written_as_plain_json_audit_alike(logged: tuple[Ledger, Any, Path]) -> None:
+    """A database whose docs were written by ``json.dumps`` (as before ``DocText``) audits
+    green, and a changed value in such a doc is still named."""
+    led, w, _ = logged
+    lots = tables.lots
+    with led.engine.begin() as conn:
+        for table, key in ((tables.actors, "id"), (tables.sites, "id"), (lots, "lot")):
+            for row in conn.execute(select(table.c[key], table.c.doc)).all():
+                # a dict goes through the engine's serializer as json.dumps
+                conn.execute(table.update().where(table.c[key] == row[0]).values(doc=dict(row[1])))
+        text_form = conn.execute(select(sqlalchemy.cast(lots.c.doc, Text))).scalars().first()
+    assert text_form is not None and '", "' in text_form  # json.dumps's separators
+    assert run_audit(led).ok
+
+    lot = next(iter(w.ledger.state.lots))
+    with led.engine.begin() as conn:
+        doc = conn.execute(select(lots.c.doc).where(lots.c.lot == lot)).scalar_one()
+        conn.execute(lots.update().where(lots.c.lot == lot).values(doc={**doc, "mass_mg": 1}))
+    report = run_audit(led)
+    assert [p.detail for p in report.problems] == [f"lot {lot!r} differs from a replay of the log"]
+
+
+def test_an_engine_without_the_serializer_refuses_a_doc_text(tmp_path: Path) -> None:
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path}/plain.db")
+    tables.metadata.create_all(engine)
+    with pytest.raises(sqlalchemy.exc.StatementError), engine.begin() as conn:
+        conn.execute(
+            tables.sites.insert().values(id="s", operator="o", registered_seq=0, doc=DocText("{}"))
+        )

@@ -204,3 +204,22 @@ def test_the_fast_paths_of_the_reader_agree_with_the_full_checks(
     except UnicodeDecodeError:
         return  # not UTF-8: refused before either decoder runs
     assert _outcome(parse_strict, data) == _outcome(_full_strict_parse, data)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_json, st.booleans())
+def test_plain_json_reads_what_the_strict_reader_accepts_alike(
+    value: object, ascii_only: bool
+) -> None:
+    """The audit reads an entry the signature worker found sound (strict and canonical)
+    with ``json.loads``: on every text ``parse_strict`` accepts, the two give equal values
+    of the same types."""
+    data = json.dumps(value, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    try:
+        strict = parse_strict(data)
+    except LedgerError:
+        return
+    plain = json.loads(data)
+    assert plain == strict
+    assert canonical(plain) == canonical(strict)
+    assert repr(plain) == repr(strict)  # the same types all the way down (True is not 1)

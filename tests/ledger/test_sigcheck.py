@@ -109,19 +109,19 @@ def test_the_worker_gives_the_plain_answer(
     assert plain[:2] == EXPECTED[case]
 
 
-def _count_submits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Turn the worker on and record, per ``submit``, how many signatures it took (0: it
-    took none, the caller checked them itself)."""
+def _count_submits(monkeypatch: pytest.MonkeyPatch, method: str = "submit") -> list[int]:
+    """Turn the worker on and record, per ``submit`` (or ``submit_entries``), how many
+    items it took (0: it took none, the caller checked them itself)."""
     monkeypatch.setattr(sigcheck.CHECKER, "enabled", True)
     calls: list[int] = []
-    submit = sigcheck.CHECKER.submit
+    submit = getattr(sigcheck.CHECKER, method)
 
-    def counted(origin: str, items: Sequence[sigcheck.Item]) -> sigcheck.Pending | None:
+    def counted(origin: str, items: Sequence[Any]) -> sigcheck.Pending | None:
         pending = submit(origin, items)
         calls.append(len(items) if pending is not None else 0)
         return pending
 
-    monkeypatch.setattr(sigcheck.CHECKER, "submit", counted)
+    monkeypatch.setattr(sigcheck.CHECKER, method, counted)
     return calls
 
 
@@ -152,6 +152,60 @@ def test_the_worker_and_the_plain_loop_agree() -> None:
         # another log's origin: every signature fails at once
         pending = checker.submit("other.example/log", items)
         assert pending is not None and pending.first_bad() == 0
+    finally:
+        checker.close()
+
+
+def _damaged_entries(origin: str) -> tuple[list[sigcheck.Entry], list[bool]]:
+    """Stored entries (envelope bytes, event id), some damaged; and which are sound."""
+    key = signing_key_from_seed("33" * 32)
+    entries = []
+    for i in range(80):
+        env = sign_body({"n": i, "text": "café"}, key, origin)
+        entries.append((canonical(env), body_digest(env["body"]).hex()))
+    good = entries[0]
+    other = entries[1][1]
+    damaged = {
+        3: (good[0], other),  # another event's id
+        4: (b" " + good[0], good[1]),  # not canonical: a leading space
+        5: (good[0][:-1], good[1]),  # not JSON
+        6: (canonical(_tamper_signature(json.loads(good[0]))), good[1]),  # bad signature
+        7: (good[0].replace(b'"body":{', b'"body":{"n":1,', 1), good[1]),  # duplicate key
+        8: (canonical({"body": {"n": 1}, "signature": {"key": "ab"}}), good[1]),  # bad shape
+        9: (good[0].replace(b"caf\xc3\xa9", b"cafe\xcc\x81"), good[1]),  # not NFC
+    }
+    for at, entry in damaged.items():
+        entries[at] = entry
+    return entries, [i not in damaged for i in range(len(entries))]
+
+
+def test_stored_entries_are_sound_only_when_every_check_passes() -> None:
+    origin = "o.example/log"
+    entries, sound = _damaged_entries(origin)
+    assert [sigcheck.stored_entry_ok(origin, d, i) for d, i in entries] == sound
+    assert not any(sigcheck.stored_entry_ok("other.example/log", d, i) for d, i in entries)
+    # sound means the reference checks pass: canonical form, id and signature
+    for (data, event_id), ok in zip(entries, sound, strict=True):
+        if ok:
+            env = json.loads(data)
+            assert canonical(env) == data and body_digest(env["body"]).hex() == event_id
+            assert sigcheck.canonical_body(data) == canonical(env["body"])
+
+
+def test_the_worker_checks_stored_entries_as_the_plain_loop_does() -> None:
+    origin = "o.example/log"
+    entries, sound = _damaged_entries(origin)
+    checker = SignatureChecker()
+    checker.enabled = True
+    try:
+        for start in (0, 4, 5, 6, 7, 8, 9, 10):
+            trial = entries[start:] + entries[:start]
+            pending = checker.submit_entries(origin, trial)
+            assert pending is not None
+            first = pending.first_bad()
+            assert first == sigcheck.first_bad_entry(origin, trial)
+            rotated = sound[start:] + sound[:start]
+            assert first == (rotated.index(False) if False in rotated else None)
     finally:
         checker.close()
 
@@ -189,7 +243,7 @@ def test_the_audit_with_the_worker_reports_what_it_reports_alone(
         env = json.loads(data)
         set_envelope(started.engine, seq, canonical(_tamper_signature(env)))
     monkeypatch.setattr(audit_module, "CHUNK", N)
-    calls = _count_submits(monkeypatch)
+    calls = _count_submits(monkeypatch, "submit_entries")
     with_worker = run_audit(started)
     assert calls == [N, N, N, 0], calls  # every full chunk went to the worker (1 left over)
     monkeypatch.setattr(sigcheck.CHECKER, "enabled", False)
@@ -197,3 +251,35 @@ def test_the_audit_with_the_worker_reports_what_it_reports_alone(
     assert with_worker == plain
     signature_problems = [p.seq for p in plain.problems if "signature" in p.detail]
     assert signature_problems == [30, 31, 2 * N + 5]
+
+
+def test_the_audit_names_damage_the_same_with_and_without_the_worker(
+    started: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entries the worker does not find sound are checked by the audit itself, in its own
+    words: non-canonical bytes, another id, bytes that are not JSON, a bad signature."""
+    from ledger import audit as audit_module
+    from tests.ledger.test_audit import envelope_at, run_audit, set_envelope
+
+    started.append([auditor(i) for i in range(3 * N)])
+    _, data = envelope_at(started.engine, 40)
+    set_envelope(started.engine, 40, data.replace(b":", b": ", 1))  # not canonical
+    _, data = envelope_at(started.engine, 41)
+    at = data.index(b'"time":"') + len(b'"time":"2026-11-01T08:0')
+    set_envelope(started.engine, 41, data[:at] + b"9" + data[at + 1 :])  # another body
+    _, data = envelope_at(started.engine, N + 3)
+    set_envelope(started.engine, N + 3, data[:-2])  # not JSON
+    _, data = envelope_at(started.engine, 2 * N + 9)
+    set_envelope(started.engine, 2 * N + 9, canonical(_tamper_signature(json.loads(data))))
+    monkeypatch.setattr(audit_module, "CHUNK", N)
+    calls = _count_submits(monkeypatch, "submit_entries")
+    with_worker = run_audit(started)
+    assert calls == [N, N, N, 0], calls
+    monkeypatch.setattr(sigcheck.CHECKER, "enabled", False)
+    plain = run_audit(started)
+    assert with_worker == plain
+    named = {p.seq: p.detail for p in plain.problems if p.kind == "entry"}
+    assert "canonical" in named[40]
+    assert "hashes to" in named[41]
+    assert "not a valid event" in named[N + 3]
+    assert "signature" in named[2 * N + 9]
