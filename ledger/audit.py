@@ -114,21 +114,35 @@ class _Entry:
 
 
 class _Chunk:
-    """Entries the worker checks whole while the previous chunk is replayed."""
+    """Entries the worker checks whole (the first ``share`` of them) while the previous
+    chunk is finished here."""
 
-    def __init__(self, entries: list[_Entry], origin: str) -> None:
+    def __init__(self, entries: list[_Entry], origin: str, share: int) -> None:
         self.entries = entries
+        self.share = min(share, len(entries))
         self.pending = sigcheck.CHECKER.submit_entries(
-            origin, [(e.data, e.event_id) for e in entries]
+            origin, [(e.data, e.event_id) for e in entries[: self.share]]
         )
 
-    def sound(self) -> int:
-        """How many entries, from the first, the worker found sound (``stored_entry_ok``):
-        none without a worker, which leaves them all to the audit's own checks."""
+    def sound(self) -> tuple[int, bool]:
+        """How many entries, from the first, the worker found sound (``stored_entry_ok``),
+        none without a worker; and whether its answer was there before it was asked for
+        (the worker had time to spare)."""
         if self.pending is None:
-            return 0
+            return 0, False
+        ready = self.pending.ready()
         first_bad = self.pending.first_bad()
-        return len(self.entries) if first_bad is None else first_bad
+        return (self.share if first_bad is None else first_bad), ready
+
+
+def next_share(share: int, ready: bool) -> int:
+    """The worker's share of the next chunk: more when its last answer was ready before it
+    was needed, fewer when the audit's thread had to wait for it (which then checks the
+    rest itself), so that both cores stay busy."""
+    step = max(1, CHUNK // 40)
+    if ready:
+        return min(CHUNK, share + step)
+    return max(sigcheck.MIN_BATCH, share - step)
 
 
 class _Audit:
@@ -172,8 +186,8 @@ class _Audit:
         Each chunk goes to the signature worker (``ledger.sigcheck``) as soon as it is read,
         which checks its entries whole (strict JSON, canonical form, id, signature) while
         the previous chunk is finished here (columns and replay). Entries it does not find
-        sound, or all of them without a worker, are checked here one by one. Problems are
-        reported in entry order all the same.
+        sound, those beyond its share (``next_share``), or all of them without a worker,
+        are checked here one by one. Problems are reported in entry order all the same.
         """
         t = tables.log
         total = int(self.conn.execute(select(func.count()).select_from(t)).scalar_one())
@@ -186,6 +200,7 @@ class _Audit:
         )
         expected, after = 0, -1
         waiting: _Chunk | None = None
+        share = CHUNK
         while True:
             rows = _raw_rows(
                 self.conn, select(*columns).where(t.c.seq > after).order_by(t.c.seq).limit(CHUNK)
@@ -226,13 +241,17 @@ class _Audit:
             after = entries[-1].seq
             # the worker takes this chunk as soon as it has answered for the waiting one,
             # which is then finished here meanwhile
-            sound = waiting.sound() if waiting is not None else 0
-            chunk = _Chunk(entries, self.origin)
-            if waiting is not None:
-                self.finish(waiting, sound, total)
+            if waiting is None:
+                waiting = _Chunk(entries, self.origin, share)
+                continue
+            sound, ready = waiting.sound()
+            if waiting.pending is not None:
+                share = next_share(share, ready)
+            chunk = _Chunk(entries, self.origin, share)
+            self.finish(waiting, sound, total)
             waiting = chunk
         if waiting is not None:
-            self.finish(waiting, waiting.sound(), total)
+            self.finish(waiting, waiting.sound()[0], total)
 
     def check(self, entry: _Entry) -> None:
         """What an entry's stored bytes alone can say (canonical form, id, signature), for
@@ -456,25 +475,32 @@ class _Audit:
             else:
                 self.problem("projection", f"{what} {key!r} differs from a replay of the log")
 
-    def compare_docs(
-        self, what: str, stored: dict[Any, tuple[Any, ...]], expected: dict[Any, tuple[Any, ...]]
+    def compare_rows(
+        self,
+        what: str,
+        stored: list[tuple[Any, ...]],
+        expected: list[tuple[Any, ...]],
+        key: int = 1,
+        doc: bool = False,
     ) -> None:
-        """``compare`` for rows whose last column is a JSON ``doc``: ``stored`` holds its
-        text, ``expected`` the state's ``DocText``. A stored text that is the state's text
-        (as the store writes it) is equal without being read; any other (written otherwise,
-        or wrong) is read and compared with the state's as JSON values, so the outcome is
-        ``compare``'s on the decoded rows."""
-        texts = {k: (*v[:-1], v[-1].text) for k, v in expected.items()}
-        if stored == texts:
+        """``compare`` for a table read as rows (tuples whose first ``key`` items are the
+        key) and the rows a replay gives. Equal sets of rows are equal tables (keys are
+        unique on both sides); otherwise the rows are compared by key, and with ``doc`` the
+        last column is JSON text: a stored text that is not the replay's exact text (one
+        ``json.dumps`` wrote, or a wrong one) is compared with it as a JSON value."""
+        if set(stored) == set(expected):
             return
-        self.compare(
-            what,
-            {
-                k: v if texts.get(k) == v else (*v[:-1], _json_value(v[-1]))
-                for k, v in stored.items()
-            },
-            {k: (*v[:-1], json.loads(v[-1])) for k, v in texts.items()},
-        )
+
+        def by_key(rows: list[tuple[Any, ...]]) -> dict[Any, tuple[Any, ...]]:
+            return {(r[:key] if key > 1 else r[0]): r[key:] for r in rows}
+
+        have, want = by_key(stored), by_key(expected)
+        if doc:
+            have = {
+                k: v if want.get(k) == v else (*v[:-1], _json_value(v[-1])) for k, v in have.items()
+            }
+            want = {k: (*v[:-1], json.loads(v[-1])) for k, v in want.items()}
+        self.compare(what, have, want)
 
     def projections(self) -> None:
         if not self.replaying:
@@ -482,69 +508,52 @@ class _Audit:
             return
         self.report.projections_compared = True
         st, conn = self.state, self.conn
-        a, s, lt = tables.actors, tables.sites, tables.lots
-        self.compare_docs(
+        a, s, lt, ls, el = (
+            tables.actors,
+            tables.sites,
+            tables.lots,
+            tables.lot_sites,
+            tables.event_lots,
+        )
+        self.compare_rows(
             "actor",
-            {
-                r[0]: (r[1], bool(r[2]), r[3], r[4])
-                for r in _raw_rows(
-                    conn,
-                    select(
-                        a.c.id, a.c.status, a.c.is_registrar, a.c.registered_seq, _text(a.c.doc)
-                    ),
-                )
-            },
-            {
-                x.id: (x.status, "registrar" in x.roles, x.registered_seq, doc_text(x))
+            _raw_rows(
+                conn,
+                select(a.c.id, a.c.status, a.c.is_registrar, a.c.registered_seq, _text(a.c.doc)),
+            ),
+            [
+                (x.id, x.status, "registrar" in x.roles, x.registered_seq, doc_text(x).text)
                 for x in st.actors.values()
-            },
+            ],
+            doc=True,
         )
-        self.compare_docs(
+        self.compare_rows(
             "site",
-            {
-                r[0]: r[1:]
-                for r in _raw_rows(
-                    conn, select(s.c.id, s.c.operator, s.c.registered_seq, _text(s.c.doc))
-                )
-            },
-            {x.id: (x.operator, x.registered_seq, doc_text(x)) for x in st.sites.values()},
+            _raw_rows(conn, select(s.c.id, s.c.operator, s.c.registered_seq, _text(s.c.doc))),
+            [(x.id, x.operator, x.registered_seq, doc_text(x).text) for x in st.sites.values()],
+            doc=True,
         )
-        columns = [lt.c[name] for name in _LOT_COLUMNS]
-        self.compare_docs(
+        self.compare_rows(
             "lot",
-            {
-                r[0]: (*r[1:4], bool(r[4]), *r[5:])
-                for r in _raw_rows(conn, select(lt.c.lot, *columns, _text(lt.c.doc)))
-            },
-            {x.lot: _lot_tuple(lot_row(x)) for x in st.lots.values()},
+            _raw_rows(conn, select(*(lt.c[name] for name in _LOT_COLUMNS), _text(lt.c.doc))),
+            [_lot_tuple(lot_row(x)) for x in st.lots.values()],
+            doc=True,
         )
-        self.compare(
-            "key",
-            {str(k): str(v) for k, v in _raw_rows(conn, select(tables.actor_keys))},
-            dict(st.keys),
+        self.compare_rows("key", _raw_rows(conn, select(tables.actor_keys)), list(st.keys.items()))
+        self.compare_rows(
+            "lot prefix", _raw_rows(conn, select(tables.prefixes)), list(st.prefixes.items())
         )
-        self.compare(
-            "lot prefix",
-            {str(k): str(v) for k, v in _raw_rows(conn, select(tables.prefixes))},
-            dict(st.prefixes),
-        )
-        ls = tables.lot_sites
-        self.compare(
+        self.compare_rows(
             "lot origin",
-            {
-                (r[0], r[1]): r[2]
-                for r in _raw_rows(conn, select(ls.c.site, ls.c.lot, ls.c.created_seq))
-            },
-            {(site, x.lot): x.created_seq for x in st.lots.values() for site in x.origins},
+            _raw_rows(conn, select(ls.c.site, ls.c.lot, ls.c.created_seq)),
+            [(site, x.lot, x.created_seq) for x in st.lots.values() for site in x.origins],
+            key=2,
         )
-        el = tables.event_lots
-        self.compare(
+        self.compare_rows(
             "lot chain link",
-            {
-                (r[0], r[1]): r[2]
-                for r in _raw_rows(conn, select(el.c.lot, el.c.seq, el.c.event_id))
-            },
-            {(lot, seq): eid for lot, seq, eid in self.event_lots},
+            _raw_rows(conn, select(el.c.lot, el.c.seq, el.c.event_id)),
+            list(self.event_lots),
+            key=2,
         )
 
 
@@ -568,12 +577,12 @@ def _prepared_sound(entry: _Entry, origin: str) -> Prepared:
     )
 
 
-#: the lots columns beside ``lot`` and ``doc``, in the order they are compared
-_LOT_COLUMNS = ("custodian", "status", "risk", "hold", "origins", "created_seq")
+#: the lots columns but ``doc``, in the order they are compared
+_LOT_COLUMNS = ("lot", "custodian", "status", "risk", "hold", "origins", "created_seq")
 
 
 def _lot_tuple(row: dict[str, Any]) -> tuple[Any, ...]:
-    return (*(row[name] for name in _LOT_COLUMNS), row["doc"])
+    return (*(row[name] for name in _LOT_COLUMNS), row["doc"].text)
 
 
 def _text(column: Any) -> Any:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import select
 import struct
 import subprocess
 import sys
@@ -140,6 +141,11 @@ class Pending:
         self._answer: int | None = None
         self._done = False
 
+    def ready(self) -> bool:
+        """True when the answer can be had without waiting: the worker has given it (or
+        cannot, and it is found here)."""
+        return self._done or self._checker.answer_ready()
+
     def first_bad(self) -> int | None:
         """The index of the first item that fails, or None (asks the worker once)."""
         if not self._done:
@@ -226,6 +232,17 @@ class SignatureChecker:
             return fallback()
         finally:
             self._busy.release()
+
+    def answer_ready(self) -> bool:
+        """True when the worker's answer is waiting in its pipe (or there is no worker)."""
+        proc = self._proc
+        if proc is None or proc.stdout is None:
+            return True
+        try:
+            readable, _, _ = select.select([proc.stdout], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
 
     def _process(self) -> subprocess.Popen[bytes]:
         if self._pid != os.getpid():  # a forked child must not share its parent's pipes

@@ -245,7 +245,9 @@ def test_the_audit_with_the_worker_reports_what_it_reports_alone(
     monkeypatch.setattr(audit_module, "CHUNK", N)
     calls = _count_submits(monkeypatch, "submit_entries")
     with_worker = run_audit(started)
-    assert calls == [N, N, N, 0], calls  # every full chunk went to the worker (1 left over)
+    # every full chunk went to the worker, all or most of it (see next_share); 1 left over
+    assert calls[0] == N and calls[-1] == 0 and len(calls) == 4, calls
+    assert all(sigcheck.MIN_BATCH <= c <= N for c in calls[:-1]), calls
     monkeypatch.setattr(sigcheck.CHECKER, "enabled", False)
     plain = run_audit(started)
     assert with_worker == plain
@@ -253,11 +255,13 @@ def test_the_audit_with_the_worker_reports_what_it_reports_alone(
     assert signature_problems == [30, 31, 2 * N + 5]
 
 
+@pytest.mark.parametrize("share", [N, 70])
 def test_the_audit_names_damage_the_same_with_and_without_the_worker(
-    started: Ledger, monkeypatch: pytest.MonkeyPatch
+    started: Ledger, monkeypatch: pytest.MonkeyPatch, share: int
 ) -> None:
-    """Entries the worker does not find sound are checked by the audit itself, in its own
-    words: non-canonical bytes, another id, bytes that are not JSON, a bad signature."""
+    """Entries the worker does not find sound, and those beyond its share of a chunk, are
+    checked by the audit itself, in its own words: non-canonical bytes, another id, bytes
+    that are not JSON, a bad signature."""
     from ledger import audit as audit_module
     from tests.ledger.test_audit import envelope_at, run_audit, set_envelope
 
@@ -269,12 +273,17 @@ def test_the_audit_names_damage_the_same_with_and_without_the_worker(
     set_envelope(started.engine, 41, data[:at] + b"9" + data[at + 1 :])  # another body
     _, data = envelope_at(started.engine, N + 3)
     set_envelope(started.engine, N + 3, data[:-2])  # not JSON
+    _, data = envelope_at(started.engine, N + 85)
+    set_envelope(started.engine, N + 85, data.replace(b":", b": ", 1))  # not canonical
     _, data = envelope_at(started.engine, 2 * N + 9)
     set_envelope(started.engine, 2 * N + 9, canonical(_tamper_signature(json.loads(data))))
+    _, data = envelope_at(started.engine, 2 * N + 90)
+    set_envelope(started.engine, 2 * N + 90, canonical(_tamper_signature(json.loads(data))))
     monkeypatch.setattr(audit_module, "CHUNK", N)
+    monkeypatch.setattr(audit_module, "next_share", lambda _share, _ready: share)
     calls = _count_submits(monkeypatch, "submit_entries")
     with_worker = run_audit(started)
-    assert calls == [N, N, N, 0], calls
+    assert calls == [N, share, share, 0], calls
     monkeypatch.setattr(sigcheck.CHECKER, "enabled", False)
     plain = run_audit(started)
     assert with_worker == plain
@@ -282,4 +291,17 @@ def test_the_audit_names_damage_the_same_with_and_without_the_worker(
     assert "canonical" in named[40]
     assert "hashes to" in named[41]
     assert "not a valid event" in named[N + 3]
-    assert "signature" in named[2 * N + 9]
+    assert "canonical" in named[N + 85]
+    assert "signature" in named[2 * N + 9] and "signature" in named[2 * N + 90]
+
+
+def test_the_worker_share_follows_who_waits() -> None:
+    from ledger.audit import CHUNK, next_share
+
+    assert next_share(CHUNK, ready=True) == CHUNK
+    assert next_share(CHUNK, ready=False) < CHUNK
+    assert next_share(next_share(CHUNK, ready=False), ready=True) == CHUNK
+    share = CHUNK
+    for _ in range(10 * CHUNK):
+        share = next_share(share, ready=False)
+    assert share == sigcheck.MIN_BATCH
