@@ -245,7 +245,8 @@ class _Audit:
                 waiting = _Chunk(entries, self.origin, share)
                 continue
             sound, ready = waiting.sound()
-            if waiting.pending is not None:
+            if waiting.pending is not None and self.report.size:
+                # (not after the first chunk, whose answer nothing could overlap but a read)
                 share = next_share(share, ready)
             chunk = _Chunk(entries, self.origin, share)
             self.finish(waiting, sound, total)
