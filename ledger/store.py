@@ -238,21 +238,54 @@ def _insert_rows(conn: Connection, table: Any, rows: list[tuple[Any, ...]]) -> N
         conn.exec_driver_sql(sql, [dict(zip(names, row, strict=True)) for row in rows])
 
 
+def _compile_rows(dialect: Any, stmt: Any) -> tuple[str, list[str], list[Any], bool]:
+    """An INSERT of every column of a table (``ON CONFLICT`` clauses allowed) compiled for
+    ``dialect``: its SQL, its bind names in order, each one's bind processor (the column
+    type's, as SQLAlchemy would apply it: JSON documents are serialised alike) and whether
+    the driver takes positional parameters."""
+    compiled = stmt.compile(dialect=dialect)
+    if getattr(compiled, "escaped_bind_names", None):  # pragma: no cover
+        raise RuntimeError("unexpected escaped bind names")
+    positional = compiled.positiontup
+    names = list(positional) if positional is not None else list(compiled.binds)
+    processors = [
+        compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    ]
+    return str(compiled), names, processors, positional is not None
+
+
+def _execute_rows(conn: Connection, compiled: Any, rows: list[dict[str, Any]]) -> None:
+    """Run a ``_compile_rows`` statement once per row with the driver's ``executemany``:
+    the values go through the same bind processors as with ``conn.execute``, without
+    SQLAlchemy's per-row parameter handling (which cost more than the statement)."""
+    sql, names, processors, positional = compiled
+    pairs = list(zip(names, processors, strict=True))
+    values = [
+        [row[name] if process is None else process(row[name]) for name, process in pairs]
+        for row in rows
+    ]
+    if positional:
+        conn.exec_driver_sql(sql, [tuple(v) for v in values])
+    else:
+        conn.exec_driver_sql(sql, [dict(zip(names, v, strict=True)) for v in values])
+
+
 def _upsert(conn: Connection, table: Any, rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
     """Insert rows, replacing the non-key columns of rows that already exist."""
     if not rows:
         return
-    name = conn.dialect.name
+    dialect = conn.dialect
 
     def build() -> Any:
-        dialect = pg_dialect if name == "postgresql" else sqlite_dialect
-        stmt = dialect.insert(table)
-        return stmt.on_conflict_do_update(
+        insert_ = (pg_dialect if dialect.name == "postgresql" else sqlite_dialect).insert
+        stmt = insert_(table)
+        stmt = stmt.on_conflict_do_update(
             index_elements=[table.c[k] for k in keys],
             set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in keys},
         )
+        return _compile_rows(dialect, stmt)
 
-    conn.execute(_statement(("upsert", name, table.name, tuple(keys)), build), rows)
+    _execute_rows(conn, _statement(("upsert", dialect.name, table.name, tuple(keys)), build), rows)
 
 
 def _insert_new(
@@ -261,15 +294,16 @@ def _insert_new(
     """Insert rows, skipping those whose key already exists."""
     if not rows:
         return
-    name = conn.dialect.name
+    dialect = conn.dialect
 
     def build() -> Any:
-        dialect = pg_dialect if name == "postgresql" else sqlite_dialect
-        return dialect.insert(table).on_conflict_do_nothing(
-            index_elements=[table.c[k] for k in keys]
-        )
+        insert_ = (pg_dialect if dialect.name == "postgresql" else sqlite_dialect).insert
+        stmt = insert_(table).on_conflict_do_nothing(index_elements=[table.c[k] for k in keys])
+        return _compile_rows(dialect, stmt)
 
-    conn.execute(_statement(("insert_new", name, table.name, tuple(keys)), build), rows)
+    _execute_rows(
+        conn, _statement(("insert_new", dialect.name, table.name, tuple(keys)), build), rows
+    )
 
 
 def _doc(model: ActorState | SiteState | LotState) -> dict[str, Any]:
