@@ -29,6 +29,7 @@ import binascii
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import json
 import os
 import re
@@ -399,6 +400,22 @@ def _lookup_value(kind: str, row: Any) -> Any:
     return EventRecord(str(row[0]), int(row[1]), body["time"], body, envelope["signature"])
 
 
+def _compile_load(dialect: Any, kind: str, width: int) -> tuple[str, bool, list[Any]]:
+    """``SELECT key, values FROM ... WHERE key IN (width bound keys)`` of a ``_LOOKUPS``
+    kind, compiled for ``dialect``: its SQL, whether the driver takes positional
+    parameters, and each column's result processor (as SQLAlchemy would apply them: JSON
+    documents are read alike)."""
+    key_col, value_cols = _LOOKUPS[kind]
+    columns = (key_col, *value_cols)
+    stmt = select(*columns).where(key_col.in_([bindparam(f"k{n}") for n in range(width)]))
+    compiled = stmt.compile(dialect=dialect)
+    positional = compiled.positiontup
+    if positional is not None and list(positional) != [f"k{n}" for n in range(width)]:
+        raise RuntimeError(f"unexpected parameter order for {kind}")  # pragma: no cover
+    processors = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
+    return str(compiled), positional is not None, processors
+
+
 def _names_in(envelope: object, names: dict[str, set[str]]) -> None:
     """Add what an envelope names (actors, sites, lots, keys, prefixes, events) to ``names``.
 
@@ -525,25 +542,20 @@ class SqlState:
         # text cannot), so never ask the database for one (it would fail, not answer)
         cache.update({k: None for k in wanted if "\x00" in k})
         wanted = [k for k in wanted if "\x00" not in k]
-        key_col, value_cols = _LOOKUPS[kind]
-        one = _statement(
-            ("load1", kind),
-            lambda: select(key_col, *value_cols).where(key_col == bindparam("key")),
-        )
-        many = _statement(
-            ("load", kind),
-            lambda: select(key_col, *value_cols).where(
-                key_col.in_(bindparam("keys", expanding=True))
-            ),
-        )
+        dialect = self.conn.dialect
         for at in range(0, len(wanted), _IN_CHUNK):
             chunk = wanted[at : at + _IN_CHUNK]
-            found = (
-                self.conn.execute(one, {"key": chunk[0]})
-                if len(chunk) == 1
-                else self.conn.execute(many, {"keys": chunk})
+            # one statement per kind and power of two of keys, the last key repeated to
+            # fill it (a key named twice in IN is found once)
+            width = 1 << (len(chunk) - 1).bit_length()
+            sql, positional, processors = _statement(
+                ("load", dialect.name, kind, width),
+                functools.partial(_compile_load, dialect, kind, width),
             )
-            for row in found:
+            keys = chunk + [chunk[-1]] * (width - len(chunk))
+            params: Any = keys if positional else {f"k{n}": k for n, k in enumerate(keys)}
+            for raw in self.conn.exec_driver_sql(sql, tuple(params) if positional else params):
+                row = tuple(v if p is None else p(v) for v, p in zip(raw, processors, strict=True))
                 cache[row[0]] = _lookup_value(kind, row)
             for key in chunk:
                 cache.setdefault(key, None)
