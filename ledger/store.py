@@ -29,6 +29,7 @@ import binascii
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import json
 import os
 import re
@@ -239,21 +240,54 @@ def _insert_rows(conn: Connection, table: Any, rows: list[tuple[Any, ...]]) -> N
         conn.exec_driver_sql(sql, [dict(zip(names, row, strict=True)) for row in rows])
 
 
+def _compile_rows(dialect: Any, stmt: Any) -> tuple[str, list[str], list[Any], bool]:
+    """An INSERT of every column of a table (``ON CONFLICT`` clauses allowed) compiled for
+    ``dialect``: its SQL, its bind names in order, each one's bind processor (the column
+    type's, as SQLAlchemy would apply it: JSON documents are serialised alike) and whether
+    the driver takes positional parameters."""
+    compiled = stmt.compile(dialect=dialect)
+    if getattr(compiled, "escaped_bind_names", None):  # pragma: no cover
+        raise RuntimeError("unexpected escaped bind names")
+    positional = compiled.positiontup
+    names = list(positional) if positional is not None else list(compiled.binds)
+    processors = [
+        compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    ]
+    return str(compiled), names, processors, positional is not None
+
+
+def _execute_rows(conn: Connection, compiled: Any, rows: list[dict[str, Any]]) -> None:
+    """Run a ``_compile_rows`` statement once per row with the driver's ``executemany``:
+    the values go through the same bind processors as with ``conn.execute``, without
+    SQLAlchemy's per-row parameter handling (which cost more than the statement)."""
+    sql, names, processors, positional = compiled
+    pairs = list(zip(names, processors, strict=True))
+    values = [
+        [row[name] if process is None else process(row[name]) for name, process in pairs]
+        for row in rows
+    ]
+    if positional:
+        conn.exec_driver_sql(sql, [tuple(v) for v in values])
+    else:
+        conn.exec_driver_sql(sql, [dict(zip(names, v, strict=True)) for v in values])
+
+
 def _upsert(conn: Connection, table: Any, rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
     """Insert rows, replacing the non-key columns of rows that already exist."""
     if not rows:
         return
-    name = conn.dialect.name
+    dialect = conn.dialect
 
     def build() -> Any:
-        dialect = pg_dialect if name == "postgresql" else sqlite_dialect
-        stmt = dialect.insert(table)
-        return stmt.on_conflict_do_update(
+        insert_ = (pg_dialect if dialect.name == "postgresql" else sqlite_dialect).insert
+        stmt = insert_(table)
+        stmt = stmt.on_conflict_do_update(
             index_elements=[table.c[k] for k in keys],
             set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in keys},
         )
+        return _compile_rows(dialect, stmt)
 
-    conn.execute(_statement(("upsert", name, table.name, tuple(keys)), build), rows)
+    _execute_rows(conn, _statement(("upsert", dialect.name, table.name, tuple(keys)), build), rows)
 
 
 def _insert_new(
@@ -262,15 +296,16 @@ def _insert_new(
     """Insert rows, skipping those whose key already exists."""
     if not rows:
         return
-    name = conn.dialect.name
+    dialect = conn.dialect
 
     def build() -> Any:
-        dialect = pg_dialect if name == "postgresql" else sqlite_dialect
-        return dialect.insert(table).on_conflict_do_nothing(
-            index_elements=[table.c[k] for k in keys]
-        )
+        insert_ = (pg_dialect if dialect.name == "postgresql" else sqlite_dialect).insert
+        stmt = insert_(table).on_conflict_do_nothing(index_elements=[table.c[k] for k in keys])
+        return _compile_rows(dialect, stmt)
 
-    conn.execute(_statement(("insert_new", name, table.name, tuple(keys)), build), rows)
+    _execute_rows(
+        conn, _statement(("insert_new", dialect.name, table.name, tuple(keys)), build), rows
+    )
 
 
 class DocText:
@@ -384,6 +419,22 @@ def _lookup_value(kind: str, row: Any) -> Any:
     envelope = json.loads(bytes(row[2]))
     body = envelope["body"]
     return EventRecord(str(row[0]), int(row[1]), body["time"], body, envelope["signature"])
+
+
+def _compile_load(dialect: Any, kind: str, width: int) -> tuple[str, bool, list[Any]]:
+    """``SELECT key, values FROM ... WHERE key IN (width bound keys)`` of a ``_LOOKUPS``
+    kind, compiled for ``dialect``: its SQL, whether the driver takes positional
+    parameters, and each column's result processor (as SQLAlchemy would apply them: JSON
+    documents are read alike)."""
+    key_col, value_cols = _LOOKUPS[kind]
+    columns = (key_col, *value_cols)
+    stmt = select(*columns).where(key_col.in_([bindparam(f"k{n}") for n in range(width)]))
+    compiled = stmt.compile(dialect=dialect)
+    positional = compiled.positiontup
+    if positional is not None and list(positional) != [f"k{n}" for n in range(width)]:
+        raise RuntimeError(f"unexpected parameter order for {kind}")  # pragma: no cover
+    processors = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
+    return str(compiled), positional is not None, processors
 
 
 def _names_in(envelope: object, names: dict[str, set[str]]) -> None:
@@ -512,25 +563,20 @@ class SqlState:
         # text cannot), so never ask the database for one (it would fail, not answer)
         cache.update({k: None for k in wanted if "\x00" in k})
         wanted = [k for k in wanted if "\x00" not in k]
-        key_col, value_cols = _LOOKUPS[kind]
-        one = _statement(
-            ("load1", kind),
-            lambda: select(key_col, *value_cols).where(key_col == bindparam("key")),
-        )
-        many = _statement(
-            ("load", kind),
-            lambda: select(key_col, *value_cols).where(
-                key_col.in_(bindparam("keys", expanding=True))
-            ),
-        )
+        dialect = self.conn.dialect
         for at in range(0, len(wanted), _IN_CHUNK):
             chunk = wanted[at : at + _IN_CHUNK]
-            found = (
-                self.conn.execute(one, {"key": chunk[0]})
-                if len(chunk) == 1
-                else self.conn.execute(many, {"keys": chunk})
+            # one statement per kind and power of two of keys, the last key repeated to
+            # fill it (a key named twice in IN is found once)
+            width = 1 << (len(chunk) - 1).bit_length()
+            sql, positional, processors = _statement(
+                ("load", dialect.name, kind, width),
+                functools.partial(_compile_load, dialect, kind, width),
             )
-            for row in found:
+            keys = chunk + [chunk[-1]] * (width - len(chunk))
+            params: Any = keys if positional else {f"k{n}": k for n, k in enumerate(keys)}
+            for raw in self.conn.exec_driver_sql(sql, tuple(params) if positional else params):
+                row = tuple(v if p is None else p(v) for v, p in zip(raw, processors, strict=True))
                 cache[row[0]] = _lookup_value(kind, row)
             for key in chunk:
                 cache.setdefault(key, None)
