@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import unicodedata
+from json.decoder import scanstring  # type: ignore[attr-defined]
 from typing import Any
 
 import nacl.bindings
@@ -150,24 +151,99 @@ def parse_strict(data: bytes) -> JSON:
         ) from e
     if text.startswith("\ufeff"):
         raise MalformedError("The request starts with a byte-order mark; send plain UTF-8 JSON.")
-    # plain ASCII without \u escapes (most events) cannot hold a string that is not NFC,
-    # not valid Unicode or a non-ASCII key: the per-string checks are skipped for it
-    plain = data.isascii() and b"\\u" not in data
+    if not _may_hold_u_escape(data):
+        # without \u escapes every string is text of ``data``, so valid Unicode
+        if data.isascii():
+            # plain ASCII (most events) cannot hold a string that is not NFC or a
+            # non-ASCII key either: the per-string checks are skipped for it
+            return _decode(_ASCII_DECODER, text)
+        # UTF-8 text (a bundle, with a non-ASCII name or its checkpoint's signature line):
+        # read as plain text, then only the few strings holding a non-ASCII character are
+        # checked. Anything refused or unsure goes to the full checks below, which name
+        # the first problem in the text.
+        try:
+            value = _decode(_ASCII_DECODER, text)
+        except MalformedError:
+            pass
+        else:
+            if _non_ascii_strings_pass(data):
+                return value
+    value = _decode(_DECODER, text)
+    if isinstance(value, str):
+        _check_string(value)
+    else:
+        _check_strings_in_arrays(value)
+    return value
+
+
+def _decode(decoder: json.JSONDecoder, text: str) -> JSON:
     try:
-        value = (_ASCII_DECODER if plain else _DECODER).decode(text)
+        return decoder.decode(text)
     except json.JSONDecodeError as e:
         raise MalformedError(
             f"The request is not JSON: {e.msg} at line {e.lineno}, column {e.colno}."
         ) from e
     except RecursionError as e:
         raise MalformedError("The request is not JSON we can read: it is nested too deeply.") from e
-    if plain:
-        return value
-    if isinstance(value, str):
-        _check_string(value)
-    else:
-        _check_strings_in_arrays(value)
-    return value
+
+
+def _may_hold_u_escape(data: bytes) -> bool:
+    """True if ``data`` holds a backslash followed by ``u`` (``b"\\u" in data``, which
+    is slower: a backslash is found with memchr, and most texts have few or none)."""
+    at = data.find(b"\\")
+    for _ in range(64):
+        if at < 0:
+            return False
+        if data[at + 1 : at + 2] == b"u":
+            return True
+        at = data.find(b"\\", at + 1)
+    return at >= 0 and b"\\u" in data[at:]
+
+
+_NON_ASCII_BYTE = re.compile(rb"[\x80-\xff]")
+#: a JSON string token (from its opening quote) and what makes a string a key
+_STRING_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_KEY_COLON = re.compile(rb"[ \t\n\r]*:")
+_CHUNK = 4096
+
+
+def _next_non_ascii(data: bytes, start: int) -> int:
+    """The position of the first byte of ``data`` from ``start`` that is not ASCII, or -1."""
+    for at in range(start, len(data), _CHUNK):
+        chunk = data[at : at + _CHUNK]
+        if not chunk.isascii():
+            match = _NON_ASCII_BYTE.search(chunk)
+            assert match is not None
+            return at + match.start()
+    return -1
+
+
+def _non_ascii_strings_pass(data: bytes) -> bool:
+    """For UTF-8 JSON text without \\u escapes that ``_ASCII_DECODER`` read: True if
+    every string holding a non-ASCII character is a value, not a key, and passes
+    ``_check_string``, so that the full checks accept the text too (every other string is
+    ASCII, valid and in NFC). False when not, or not sure.
+
+    Outside strings JSON text is ASCII, so each non-ASCII byte lies in a string token. Its
+    opening quote is the nearest quote before it that no backslash precedes: inside a
+    string a quote is always escaped, and outside one a backslash never stands.
+    """
+    at = _next_non_ascii(data, 0)
+    while at >= 0:
+        start = data.rfind(b'"', 0, at)
+        while start > 0 and data[start - 1] == 0x5C:
+            start = data.rfind(b'"', 0, start)
+        token = _STRING_TOKEN.match(data, start) if start >= 0 else None
+        if token is None or token.end() <= at or _KEY_COLON.match(data, token.end()):
+            return False
+        # the decoder's own string reader, on the token alone
+        value, _ = scanstring(token.group().decode("utf-8"), 1, True)
+        try:
+            _check_string(value)
+        except MalformedError:
+            return False
+        at = _next_non_ascii(data, token.end())
+    return True
 
 
 # ---------------------------------------------------------------------------
