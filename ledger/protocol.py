@@ -14,6 +14,10 @@ import json
 import re
 import unicodedata
 from json.decoder import scanstring  # type: ignore[attr-defined]
+from json.encoder import (  # type: ignore[attr-defined]
+    c_encode_basestring,
+    c_make_encoder,
+)
 from typing import Any
 
 import nacl.bindings
@@ -338,6 +342,30 @@ def _fast_scalar(value: JSON) -> bool:
     return kind is int and bool(-MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
 
 
+#: ``_FAST``'s C encoder made once (``JSONEncoder.encode`` makes one per call): same
+#: arguments, so the same bytes
+_FAST_C = (
+    c_make_encoder(
+        None,  # check_circular=False
+        _FAST.default,
+        c_encode_basestring,  # ensure_ascii=False
+        None,  # indent
+        _FAST.key_separator,
+        _FAST.item_separator,
+        _FAST.sort_keys,
+        _FAST.skipkeys,
+        _FAST.allow_nan,
+    )
+    if c_make_encoder is not None and c_encode_basestring is not None
+    else None
+)
+
+
+def _encode_fast(value: JSON) -> bytes:
+    text = "".join(_FAST_C(value, 0)) if _FAST_C is not None else _FAST.encode(value)
+    return text.encode("utf-8")
+
+
 def canonical(value: JSON) -> bytes:
     """Return the RFC 8785 canonical bytes of a JSON value.
 
@@ -346,9 +374,29 @@ def canonical(value: JSON) -> bytes:
     """
     if _fast_domain(value):
         try:
-            return _FAST.encode(value).encode("utf-8")
+            return _encode_fast(value)
         except UnicodeEncodeError:
             pass  # an unpaired surrogate: the reference path refuses it in its own words
+    return _canonical_reference_path(value)
+
+
+def canonical_parsed(value: JSON) -> bytes:
+    """``canonical`` of a value exactly as ``parse_strict`` returned it, not changed since
+    (never one built or changed in code: the C encoder would write a float or a big
+    integer where RFC 8785 writes or refuses it otherwise).
+
+    The strict reader only returns values of the fast domain (objects with ASCII keys,
+    arrays, valid strings, safe integers, booleans and null, of the exact built-in types),
+    so the walk that proves it is skipped (``tests/ledger/test_canonical.py`` checks that
+    on everything the reader accepts).
+    """
+    try:
+        return _encode_fast(value)
+    except UnicodeEncodeError:
+        return canonical(value)  # an unpaired surrogate: the reader never returns one
+
+
+def _canonical_reference_path(value: JSON) -> bytes:
     try:
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as e:

@@ -25,7 +25,13 @@ from ledger.errors import (
     SignatureError,
 )
 from ledger.events import FLAG_CLASS, FlagCode, check_body, parse_protocol_time
-from ledger.protocol import canonical, sha256, split_envelope, verify_signature
+from ledger.protocol import (
+    canonical,
+    canonical_parsed,
+    sha256,
+    split_envelope,
+    verify_signature,
+)
 from ledger.state import (
     CUSTODY_ROLES,
     ActorState,
@@ -145,14 +151,15 @@ class Prepared:
     verified_for: str | None = None
 
 
-def prepare(envelope: object) -> Prepared:
+def prepare(envelope: object, *, parsed: bool = False) -> Prepared:
     """Check the envelope's outer shape and compute its canonical bytes, digest and id.
 
     ``leaf_data`` is the canonical envelope (RFC 8785 sorts ``body`` before ``signature``).
-    Raises SchemaError as ``split_envelope`` and ``canonical`` do.
+    ``parsed``: the envelope is exactly as ``parse_strict`` returned it (see
+    ``canonical_parsed``). Raises SchemaError as ``split_envelope`` and ``canonical`` do.
     """
     body, sig = split_envelope(envelope)
-    return prepare_split(body, sig)
+    return prepare_split(body, sig, parsed=parsed)
 
 
 def verified(prepared: Prepared, origin: str) -> Prepared:
@@ -166,11 +173,11 @@ def verified(prepared: Prepared, origin: str) -> Prepared:
     return dataclasses.replace(prepared, verified_for=origin)
 
 
-def prepare_split(body: dict[str, Any], sig: dict[str, str]) -> Prepared:
+def prepare_split(body: dict[str, Any], sig: dict[str, str], *, parsed: bool = False) -> Prepared:
     """``prepare`` for the two parts ``split_envelope`` returned (a caller that split the
     envelope itself, to tell a shape error from a canonical-form one, does not split it
     again). Raises SchemaError as ``canonical`` does."""
-    body_bytes = canonical(body)
+    body_bytes = canonical_parsed(body) if parsed else canonical(body)
     digest = sha256(body_bytes)
     key, value = sig["key"], sig["value"]
     if type(key) is str and type(value) is str:

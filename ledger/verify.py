@@ -110,7 +110,8 @@ def verify_bundle(
         label_at=_str(data.get("label_at")),
     )
     with contextlib.suppress(_Stop):
-        _verify(data, log_key, registrar_key, report)
+        # a bundle read here is exactly as the strict reader returned it
+        _verify(data, log_key, registrar_key, report, parsed=isinstance(bundle, bytes))
     report.ok = not report.failures
     return report
 
@@ -127,7 +128,14 @@ def _fail(report: Report, reason: str, seq: int | None = None, eid: str | None =
     report.failures.append(Failure(reason, seq, eid))
 
 
-def _verify(data: dict[str, Any], log_key: str, registrar_key: str | None, report: Report) -> None:
+def _verify(
+    data: dict[str, Any],
+    log_key: str,
+    registrar_key: str | None,
+    report: Report,
+    *,
+    parsed: bool,
+) -> None:
     if data.get("format") != BUNDLE_FORMAT:
         _fail(report, f"unknown bundle format {data.get('format')!r}, expected {BUNDLE_FORMAT}")
         raise _Stop
@@ -156,7 +164,7 @@ def _verify(data: dict[str, Any], log_key: str, registrar_key: str | None, repor
 
     # 2. every entry's inclusion proof
     prepared: dict[int, Prepared] = {}
-    entries = _entries(data, checkpoint, report, prepared)
+    entries = _entries(data, checkpoint, report, prepared, parsed)
 
     # 3 and 4. signatures, keys rooted at seq 0, and every rule, by replaying the entries
     if not entries or entries[0][0] != 0:
@@ -241,11 +249,15 @@ class _AsIs:
 
 
 def _entries(
-    data: dict[str, Any], checkpoint: Checkpoint, report: Report, prepared: dict[int, Prepared]
+    data: dict[str, Any],
+    checkpoint: Checkpoint,
+    report: Report,
+    prepared: dict[int, Prepared],
+    parsed: bool,
 ) -> list[tuple[int, dict[str, Any], str]]:
     """The entries whose inclusion proofs hold, as (seq, envelope, event id); ``prepared``
     gets the canonical form of each well-shaped envelope, computed once for the leaf hash
-    and the replay."""
+    and the replay (``parsed``: the bundle is as ``parse_strict`` returned it)."""
     raw = data.get("entries")
     if not isinstance(raw, list):
         _fail(report, "the bundle has no list of entries")
@@ -264,7 +276,7 @@ def _entries(
             raise _Stop
         seq, envelope = item["seq"], item["envelope"]
         try:
-            ready: Prepared | None = prepare(envelope)
+            ready: Prepared | None = prepare(envelope, parsed=parsed)
         except LedgerError:
             ready = None  # checked as it is: the replay refuses it in its turn
         if ready is not None:

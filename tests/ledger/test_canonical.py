@@ -21,7 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.errors import LedgerError, MalformedError, SchemaError
-from ledger.protocol import MAX_SAFE_INTEGER, canonical, canonical_reference, parse_strict
+from ledger.protocol import (
+    MAX_SAFE_INTEGER,
+    _fast_domain,
+    canonical,
+    canonical_parsed,
+    canonical_reference,
+    parse_strict,
+)
 
 EXAMPLES = 400
 REPO = Path(__file__).resolve().parents[2]
@@ -76,6 +83,9 @@ def test_identical_on_everything_the_strict_reader_accepts(value: object) -> Non
     except LedgerError:
         return  # refused by the reader: outside what the product ever canonicalises
     assert canonical(accepted) == rfc8785.dumps(accepted)
+    # what the reader returns is in the fast domain, so canonical_parsed skips that walk
+    assert _fast_domain(accepted)
+    assert canonical_parsed(accepted) == rfc8785.dumps(accepted)
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -277,7 +287,10 @@ def test_the_readers_utf8_path_agrees_with_the_full_checks(data: bytes) -> None:
         data.decode("utf-8")
     except UnicodeDecodeError:
         return
-    assert _outcome(parse_strict, data) == _outcome(_full_strict_read, data)
+    outcome = _outcome(parse_strict, data)
+    assert outcome == _outcome(_full_strict_read, data)
+    if outcome[0] == "value":
+        assert canonical_parsed(outcome[1]) == rfc8785.dumps(outcome[1])
 
 
 @pytest.mark.parametrize(
