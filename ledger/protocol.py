@@ -263,26 +263,27 @@ def split_envelope(envelope: object) -> tuple[dict[str, Any], dict[str, str]]:
     """
     if not isinstance(envelope, dict):
         raise SchemaError("An event must be a JSON object with 'body' and 'signature'.")
-    extra = set(envelope) - {"body", "signature"}
-    if extra:
+    if not envelope.keys() <= _ENVELOPE_FIELDS:
+        extra = set(envelope) - _ENVELOPE_FIELDS
         raise SchemaError(f"The envelope has an unknown field: {sorted(extra)[0]!r}.")
     body, sig = envelope.get("body"), envelope.get("signature")
     if not isinstance(body, dict):
         raise SchemaError("body: an event needs a 'body' object.")
     if not isinstance(sig, dict):
         raise SchemaError("signature: an event needs a 'signature' object with key and value.")
-    if set(sig) != {"key", "value"}:
+    if sig.keys() != _SIGNATURE_FIELDS:
         raise SchemaError("signature: must have exactly the fields 'key' and 'value'.")
     key, value = sig["key"], sig["value"]
-    if not (isinstance(key, str) and len(key) == 64 and _is_lower_hex(key)):
+    if not (isinstance(key, str) and len(key) == 64 and _is_lower_hex(key) is not None):
         raise SchemaError("signature.key: must be a public key in 64 lowercase hex characters.")
-    if not (isinstance(value, str) and len(value) == 128 and _is_lower_hex(value)):
+    if not (isinstance(value, str) and len(value) == 128 and _is_lower_hex(value) is not None):
         raise SchemaError("signature.value: must be a signature in 128 lowercase hex characters.")
     return body, {"key": key, "value": value}
 
 
-def _is_lower_hex(text: str) -> bool:
-    return _LOWER_HEX.fullmatch(text) is not None
+_ENVELOPE_FIELDS = frozenset({"body", "signature"})
+_SIGNATURE_FIELDS = frozenset({"key", "value"})
+_is_lower_hex = _LOWER_HEX.fullmatch
 
 
 # ---------------------------------------------------------------------------
