@@ -296,11 +296,13 @@ def _entries(
             )
             continue
         try:
-            proof = [bytes.fromhex(h) for h in item["proof"]]
             # a prepared envelope's leaf_data is exactly canonical(envelope)
-            leaf = ready.leaf_data if ready is not None else canonical(envelope)
-            if not paths.holds(leaf_hash(leaf), seq, proof):
+            leaf = ready.leaf_data if ready is not None else None
+            if leaf is None or not paths.holds(leaf_hash(leaf), seq, item["proof"]):
                 # refused, or not sure: the reference check decides, with its own message
+                proof = [bytes.fromhex(h) for h in item["proof"]]
+                if leaf is None:
+                    leaf = canonical(envelope)
                 verify_inclusion(leaf_hash(leaf), seq, checkpoint.size, proof, checkpoint.root)
         except (ValueError, TypeError, LedgerError) as e:
             reason = e.detail if isinstance(e, LedgerError) else str(e)
@@ -324,31 +326,36 @@ class _ProvenPaths:
     left of a walk depends only on its position ``(fn, sn)``, the hash reached and the
     proof hashes still to fold, so when these equal those of a proof that reached the root,
     this one reaches it too. Entries of a bundle share most of their audit paths, so most
-    walks stop after a step or two.
+    walks stop after a step or two, and only the hashes walked are decoded from hex.
     """
 
     def __init__(self, size: int, root: bytes) -> None:
         self.size, self.root = size, root
-        #: (fn, sn, hash reached) -> the proof hashes still folded from there to the root
-        self.proven: dict[tuple[int, int, bytes], list[bytes]] = {}
+        #: (fn, sn, hash reached) -> the proof hashes (as given) still folded from there to
+        #: the root: each decoded by ``bytes.fromhex`` to a hash of the right length
+        self.proven: dict[tuple[int, int, bytes], list[Any]] = {}
 
-    def holds(self, leaf: bytes, index: int, proof: list[bytes]) -> bool:
-        """True if ``verify_inclusion`` accepts the proof; False if it may not (it then
-        gives the verdict)."""
+    def holds(self, leaf: bytes, index: int, proof: list[Any]) -> bool:
+        """True if ``verify_inclusion`` accepts the proof whose hashes are ``proof``'s items
+        decoded by ``bytes.fromhex``; False if it may not, or an item does not decode (the
+        caller then decodes them all and the reference check gives the verdict)."""
         if not 0 <= index < self.size or len(self.root) != HASH_SIZE or len(leaf) != HASH_SIZE:
             return False
-        for sibling in proof:
-            if len(sibling) != HASH_SIZE:
-                return False
         fn, sn, digest = index, self.size - 1, leaf
         walked: list[tuple[tuple[int, int, bytes], int]] = []
-        for step, sibling in enumerate(proof):
+        for step, item in enumerate(proof):
             state = (fn, sn, digest)
             rest = self.proven.get(state)
             if rest is not None and rest == proof[step:]:
-                break
+                break  # the same items as a proof that decoded and reached the root
             walked.append((state, step))
             if sn == 0:
+                return False
+            try:
+                sibling = bytes.fromhex(item)
+            except (ValueError, TypeError):
+                return False
+            if len(sibling) != HASH_SIZE:
                 return False
             if fn & 1 or fn == sn:
                 digest = node_hash(sibling, digest)
