@@ -416,7 +416,9 @@ def _timeline_item(
     seq, body = by_id[eid]
     actor = state.actors.get(body["actor"])
     lots = [body["lot"]] if "lot" in body else []
-    lots += [i["lot"] for i in body.get("inputs", [])] + [o["lot"] for o in body.get("outputs", [])]
+    if "inputs" in body or "outputs" in body:  # lot.processed
+        lots += [i["lot"] for i in body.get("inputs", [])]
+        lots += [o["lot"] for o in body.get("outputs", [])]
     return TimelineItem(
         seq=seq,
         event_id=eid,
