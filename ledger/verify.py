@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.checkpoint import Checkpoint, open_checkpoint
-from ledger.errors import LedgerError, MalformedError, VerificationError
+from ledger.errors import LedgerError, MalformedError, SignatureError, VerificationError
 from ledger.merkle import HASH_SIZE, leaf_hash, node_hash, verify_inclusion
 from ledger.protocol import canonical, event_id, parse_strict
-from ledger.rules import Prepared, admit, prepare
+from ledger.rules import Prepared, admit, prepare, verified
 from ledger.state import ActorState, LotState, MemoryState, StagedState
 from ledger.views import lot_view
 
@@ -183,6 +183,12 @@ def _verify(
         _fail(report, "the bundle's registrar_key is not the key of seq 0")
     # one staged state over the whole bundle, as a MemoryLedger appending the entries one
     # by one would reach (without the Merkle tree it keeps, which nothing here reads)
+    # every signature first, in one loop, as the signature worker checks a batch's: the
+    # verifier's tables stay in the cache. One that fails is left unmarked, so the replay
+    # checks it again in its turn and refuses the entry there, as it would have.
+    for seq, ready in prepared.items():
+        with contextlib.suppress(SignatureError):
+            prepared[seq] = verified(ready, checkpoint.origin)
     state = MemoryState()
     staged = StagedState(state)
     by_id: dict[str, tuple[int, dict[str, Any]]] = {}

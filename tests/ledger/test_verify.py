@@ -580,6 +580,29 @@ def test_bad_signature_value_in_a_fake_log(played: Played) -> None:
     assert reason.startswith("refused by the rules (bad_signature): ")
 
 
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_a_bad_signature_after_an_earlier_refusal_is_not_the_one_named(
+    played: Played, as_bytes: bool
+) -> None:
+    """The verifier checks every signature before the replay; a bad one is still refused
+    in its turn, so an earlier entry's refusal is the one named."""
+    envelopes = copy.deepcopy(played.ledger.envelopes)
+    sig = envelopes[31]["signature"]
+    sig["value"] = sig["value"][:-2] + ("00" if sig["value"][-2:] != "00" else "01")
+    fake = RawLog(envelopes)
+    bundle = without(fake.bundle(FAKE_LOG, BAR, played.head(BAR), played.registrar_key), 20)
+    given: bytes | dict[str, Any] = canonical(bundle) if as_bytes else bundle
+    seq, reason = refused(verify_bundle(given, FAKE_LOG.verifier_key, played.registrar_key))
+    assert seq == 22
+    assert reason.startswith("refused by the rules (unknown_lot): ")
+    # without the earlier refusal, the bad signature is named, at its entry
+    bundle = fake.bundle(FAKE_LOG, BAR, played.head(BAR), played.registrar_key)
+    given = canonical(bundle) if as_bytes else bundle
+    seq, reason = refused(verify_bundle(given, FAKE_LOG.verifier_key, played.registrar_key))
+    assert seq == 31
+    assert reason.startswith("refused by the rules (bad_signature): ")
+
+
 # ---------------------------------------------------------------------------
 # The registrar at seq 0
 
