@@ -12,7 +12,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ledger.errors import (
     ConflictError,
@@ -130,14 +130,14 @@ def parse_time(value: str) -> dt.datetime:
     return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
 
 
-@dataclass(frozen=True)
-class Prepared:
+class Prepared(NamedTuple):
     """An envelope whose outer shape passed ``split_envelope`` and whose canonical bytes are
     computed, so that a caller which needs them before ``admit`` (the store to look up
     re-posts, the audit and the verifier to hash leaves) computes them once.
 
     Make one only with ``prepare``; ``admit`` accepts it in place of the raw envelope and
-    runs every check, in the same order, except recomputing these bytes.
+    runs every check, in the same order, except recomputing these bytes. (A named tuple:
+    immutable, and three times cheaper to make than a frozen dataclass.)
     """
 
     body: dict[str, Any]
@@ -169,7 +169,7 @@ def verified(prepared: Prepared, origin: str) -> Prepared:
     """
     sig = prepared.signature
     verify_signature(origin, prepared.digest, sig["key"], sig["value"])
-    # ``dataclasses.replace(prepared, verified_for=origin)`` written out (twice as fast;
+    # ``prepared._replace(verified_for=origin)`` written out (twice as fast;
     # tests/ledger/test_rules.py checks they agree)
     return Prepared(
         prepared.body,

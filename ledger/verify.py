@@ -184,11 +184,12 @@ def _verify(
     # one staged state over the whole bundle, as a MemoryLedger appending the entries one
     # by one would reach (without the Merkle tree it keeps, which nothing here reads)
     # every signature first, in one loop, as the signature worker checks a batch's: the
-    # verifier's tables stay in the cache. One that fails is left unmarked, so the replay
-    # checks it again in its turn and refuses the entry there, as it would have.
+    # verifier's tables stay in the cache
     for seq, ready in prepared.items():
-        with contextlib.suppress(SignatureError):
+        try:
             prepared[seq] = verified(ready, checkpoint.origin)
+        except SignatureError:
+            continue  # left unmarked: the replay checks it in its turn and refuses it there
     state = MemoryState()
     staged = StagedState(state)
     by_id: dict[str, tuple[int, dict[str, Any]]] = {}
@@ -425,15 +426,15 @@ def _timeline_item(
     if "inputs" in body or "outputs" in body:  # lot.processed
         lots += [i["lot"] for i in body.get("inputs", [])]
         lots += [o["lot"] for o in body.get("outputs", [])]
-    return TimelineItem(
-        seq=seq,
-        event_id=eid,
-        time=body["time"],
-        type=body["type"],
-        actor=body["actor"],
-        actor_name=actor.name if actor is not None else body["actor"],
-        lots=lots,
-        on_own_chain=own,
+    return TimelineItem(  # seq, event_id, time, type, actor, actor_name, lots, on_own_chain
+        seq,
+        eid,
+        body["time"],
+        body["type"],
+        body["actor"],
+        actor.name if actor is not None else body["actor"],
+        lots,
+        own,
     )
 
 

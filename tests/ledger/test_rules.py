@@ -4,7 +4,6 @@ the rules that are easy to get wrong (sections 1, 2, 5 and 6)."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -2668,15 +2667,15 @@ def test_held_lots_counters_follow_custody() -> None:
     assert (w.actor("coop").held_lots, w.actor("trader").held_lots) == (0, 4)
 
 
-def test_verified_marks_a_prepared_envelope_as_dataclasses_replace_would() -> None:
+def test_verified_marks_a_prepared_envelope_as_replace_would() -> None:
     w = World.standard()
     prepared = rules.prepare(w.register_lot(post=False).envelope)
     marked = rules.verified(prepared, F.ORIGIN)
-    assert marked == dataclasses.replace(prepared, verified_for=F.ORIGIN)
+    assert marked == prepared._replace(verified_for=F.ORIGIN)
     assert all(
-        getattr(marked, f.name) is getattr(prepared, f.name)
-        for f in dataclasses.fields(rules.Prepared)
-        if f.name != "verified_for"
+        getattr(marked, name) is getattr(prepared, name)
+        for name in rules.Prepared._fields
+        if name != "verified_for"
     )
     with pytest.raises(SignatureError):
         rules.verified(prepared, "other.goldtrail.example/log")
