@@ -366,7 +366,9 @@ _FLAG_ID = re.compile(r"([0-9a-f]{64})/([a-z_]{1,64})")
 
 
 @lru_cache(maxsize=4096)
-def _parse_time(value: str) -> datetime | None:
+def parse_protocol_time(value: str) -> datetime | None:
+    """The aware UTC datetime of a protocol timestamp ``YYYY-MM-DDTHH:MM:SSZ`` naming a
+    real time, or None for any other text."""
     # cached: a body's time is parsed when it is validated, by its ``at`` and by the rules
     # (``ledger.rules.parse_time``), and the rules parse the times of the events it names
     match = _TIME.fullmatch(value)
@@ -379,10 +381,7 @@ def _parse_time(value: str) -> datetime | None:
         return None
 
 
-def parse_protocol_time(value: str) -> datetime | None:
-    """The aware UTC datetime of a protocol timestamp ``YYYY-MM-DDTHH:MM:SSZ`` naming a
-    real time, or None for any other text."""
-    return _parse_time(value)
+_parse_time = parse_protocol_time
 
 
 def _check_time(value: str) -> str:
@@ -1241,11 +1240,10 @@ def _fast_str(value: object, match: Callable[[str], object]) -> bool:
 def _fast_date(value: object) -> date | None:
     if type(value) is not str:
         return None
-    match = _DATE.fullmatch(value)
-    if match is None:
+    if _DATE.fullmatch(value) is None:
         return None
     try:
-        return date(int(match[1]), int(match[2]), int(match[3]))
+        return date.fromisoformat(value)  # YYYY-MM-DD: the same date as date(y, m, d)
     except ValueError:
         return None
 

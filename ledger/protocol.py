@@ -9,6 +9,7 @@ hypothesis against ``rfc8785`` on everything the strict reader accepts, and beyo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -465,15 +466,21 @@ def sign_body(body: JSON, signing_key: nacl.signing.SigningKey, origin: str) -> 
     }
 
 
+@functools.lru_cache(maxsize=1024)
+def _verify_key(key_hex: str) -> nacl.signing.VerifyKey:
+    # a log's events are signed by few keys: each is decoded once (an error is not cached)
+    return nacl.signing.VerifyKey(bytes.fromhex(key_hex))
+
+
 def verify_signature(origin: str, digest: bytes, key_hex: str, signature_hex: str) -> None:
     """Check an Ed25519 signature over the event message as strictly as libsodium does.
 
     Raises SignatureError ``bad_signature`` when it does not verify.
     """
     try:
-        key = bytes.fromhex(key_hex)
+        key = _verify_key(key_hex)
         signature = bytes.fromhex(signature_hex)
-        nacl.signing.VerifyKey(key).verify(signing_message(origin, digest), signature)
+        key.verify(signing_message(origin, digest), signature)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError) as e:
         raise SignatureError(
             "bad_signature",

@@ -106,10 +106,8 @@ class _Event:
     body: dict[str, Any]
     time: dt.datetime
     signer: ActorState
-
-    @property
-    def day(self) -> dt.date:
-        return self.time.date()
+    #: the UTC date of ``time``, which every date rule uses
+    day: dt.date
 
 
 _TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
@@ -271,7 +269,7 @@ def admit(
         )
     _check_named_times(state, body_dict, time)
 
-    ev = _Event(eid, seq, body_dict, time, signer)
+    ev = _Event(eid, seq, body_dict, time, signer, time.date())
     handler = _HANDLERS[body_dict["type"]]
     handler(state, ev, lenient)
     state.add_event(EventRecord(eid, seq, body_dict["time"], body_dict, sig))

@@ -170,7 +170,10 @@ class ActorState(_Model):
 
     def key_record(self, key: str) -> KeyRecord | None:
         """The record of ``key`` if the actor ever held it."""
-        return next((k for k in self.keys if k.key == key), None)
+        for record in self.keys:
+            if record.key == key:
+                return record
+        return None
 
     def has_custody_role(self) -> bool:
         """True if the actor may hold lots."""
