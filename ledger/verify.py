@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from ledger import gcpause
 from ledger.checkpoint import Checkpoint, open_checkpoint
 from ledger.errors import LedgerError, MalformedError, SignatureError, VerificationError
 from ledger.merkle import HASH_SIZE, leaf_hash, node_hash, verify_inclusion
@@ -94,7 +95,16 @@ def verify_bundle(
     """Verify a bundle against the trusted log verifier key and an optional registrar key.
 
     Never raises for a bad bundle: every problem is a Failure in the returned Report.
+    The cyclic garbage collector is paused meanwhile, as for an append or an audit
+    (``ledger.gcpause``): the parsed bundle and the replay make no reference cycles.
     """
+    with gcpause.paused():
+        return _verify_bundle(bundle, log_key, registrar_key)
+
+
+def _verify_bundle(
+    bundle: bytes | dict[str, Any], log_key: str, registrar_key: str | None
+) -> Report:
     try:
         data = parse_strict(bundle) if isinstance(bundle, bytes) else bundle
     except MalformedError as e:

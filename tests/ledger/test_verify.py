@@ -954,3 +954,28 @@ def test_proven_paths_accept_exactly_what_verify_inclusion_accepts(data: st.Data
             assert _accepted(leaf, index, size, proof, root)
         elif tamper == "none":
             raise AssertionError(f"a genuine proof for leaf {index} of {size} was refused")
+
+
+def test_verification_pauses_the_collector_and_resumes_it(
+    played: Played, bar_bundle: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ledger import verify
+
+    seen: list[bool] = []
+    inner = verify._verify_bundle
+
+    def spy(*args: Any) -> Report:
+        seen.append(gc.isenabled())
+        return inner(*args)
+
+    monkeypatch.setattr(verify, "_verify_bundle", spy)
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        report = played.verify(bar_bundle)
+        assert gc.isenabled()
+    finally:
+        if not was:
+            gc.disable()
+    assert report.ok, failures(report)
+    assert seen == [False]
