@@ -275,16 +275,27 @@ def split_envelope(envelope: object) -> tuple[dict[str, Any], dict[str, str]]:
     if sig.keys() != _SIGNATURE_FIELDS:
         raise SchemaError("signature: must have exactly the fields 'key' and 'value'.")
     key, value = sig["key"], sig["value"]
-    if not (isinstance(key, str) and len(key) == 64 and _is_lower_hex(key) is not None):
+    if not (isinstance(key, str) and len(key) == 64 and _is_lower_hex(key)):
         raise SchemaError("signature.key: must be a public key in 64 lowercase hex characters.")
-    if not (isinstance(value, str) and len(value) == 128 and _is_lower_hex(value) is not None):
+    if not (isinstance(value, str) and len(value) == 128 and _is_lower_hex(value)):
         raise SchemaError("signature.value: must be a signature in 128 lowercase hex characters.")
     return body, {"key": key, "value": value}
 
 
 _ENVELOPE_FIELDS = frozenset({"body", "signature"})
 _SIGNATURE_FIELDS = frozenset({"key", "value"})
-_is_lower_hex = _LOWER_HEX.fullmatch
+
+
+def _is_lower_hex(text: str) -> bool:
+    """True if ``text`` is lower-case hex digits only (``_LOWER_HEX``), of even length.
+
+    Decoded and written back in C, faster than the pattern; ``bytes.fromhex`` also takes
+    capitals and spaces, which the round trip does not give back.
+    """
+    try:
+        return bytes.fromhex(text).hex() == text
+    except ValueError:
+        return False
 
 
 # ---------------------------------------------------------------------------

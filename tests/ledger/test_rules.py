@@ -12,8 +12,10 @@ from typing import Any
 import nacl.bindings
 import nacl.signing
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ledger import rules
+from ledger import protocol, rules
 from ledger.errors import (
     ConflictError,
     ForbiddenError,
@@ -2679,3 +2681,20 @@ def test_verified_marks_a_prepared_envelope_as_replace_would() -> None:
     )
     with pytest.raises(SignatureError):
         rules.verified(prepared, "other.goldtrail.example/log")
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([*"0123456789abcdef", "A", "F", " ", "\t", "g", "\u0661", "\x00", "é"]),
+        min_size=0,
+        max_size=70,
+    ).filter(lambda chars: len(chars) % 2 == 0),
+    st.booleans(),
+)
+def test_lower_hex_agrees_with_its_pattern(chars: list[str], mostly_hex: bool) -> None:
+    # split_envelope's check of a key (64) or a signature (128): even lengths only
+    text = "".join(chars)
+    if mostly_hex:
+        text = text[:1] + "ab" * 31 + text[1:2] if len(text) >= 2 else "ab" * 32
+    assert protocol._is_lower_hex(text) == (protocol._LOWER_HEX.fullmatch(text) is not None)
