@@ -13,7 +13,6 @@ It reads one snapshot (one read transaction) and changes nothing.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -289,7 +288,7 @@ class _Audit:
             )
             entry.ends_replay = True
             return None
-        entry.prepared = dataclasses.replace(prepared, verified_for=self.origin)
+        entry.prepared = prepared._replace(verified_for=self.origin)
         return None
 
     def finish(self, chunk: _Chunk, sound: int, total: int) -> None:

@@ -366,7 +366,9 @@ _FLAG_ID = re.compile(r"([0-9a-f]{64})/([a-z_]{1,64})")
 
 
 @lru_cache(maxsize=4096)
-def _parse_time(value: str) -> datetime | None:
+def parse_protocol_time(value: str) -> datetime | None:
+    """The aware UTC datetime of a protocol timestamp ``YYYY-MM-DDTHH:MM:SSZ`` naming a
+    real time, or None for any other text."""
     # cached: a body's time is parsed when it is validated, by its ``at`` and by the rules
     # (``ledger.rules.parse_time``), and the rules parse the times of the events it names
     match = _TIME.fullmatch(value)
@@ -379,10 +381,7 @@ def _parse_time(value: str) -> datetime | None:
         return None
 
 
-def parse_protocol_time(value: str) -> datetime | None:
-    """The aware UTC datetime of a protocol timestamp ``YYYY-MM-DDTHH:MM:SSZ`` naming a
-    real time, or None for any other text."""
-    return _parse_time(value)
+_parse_time = parse_protocol_time
 
 
 def _check_time(value: str) -> str:
@@ -525,6 +524,7 @@ Flag = Annotated[bool, Strict()]
 _ID_PATTERN = r"[a-z0-9][a-z0-9-]{2,63}"
 _LOT_ID_PATTERN = r"[A-Z0-9][A-Z0-9-]{3,47}"
 _EVENT_ID_PATTERN = r"[0-9a-f]{64}"
+_LOT_PREFIX_PATTERN = r"[A-Z0-9]{2,16}-"
 
 ActorId = Annotated[
     str,
@@ -553,7 +553,7 @@ LotPrefix = Annotated[
     Strict(),
     AfterValidator(
         _matcher(
-            r"[A-Z0-9]{2,16}-",
+            _LOT_PREFIX_PATTERN,
             "a lot prefix: 2 to 16 capital letters or digits followed by a hyphen, like MAK-",
         )
     ),
@@ -1240,11 +1240,10 @@ def _fast_str(value: object, match: Callable[[str], object]) -> bool:
 def _fast_date(value: object) -> date | None:
     if type(value) is not str:
         return None
-    match = _DATE.fullmatch(value)
-    if match is None:
+    if _DATE.fullmatch(value) is None:
         return None
     try:
-        return date(int(match[1]), int(match[2]), int(match[3]))
+        return date.fromisoformat(value)  # YYYY-MM-DD: the same date as date(y, m, d)
     except ValueError:
         return None
 
@@ -1366,11 +1365,98 @@ def _fast_lot_registered(body: dict[str, Any]) -> bool:
     )
 
 
+_PROCESSED_FIELDS = frozenset({"v", "type", "actor", "time", "inputs", "outputs", "process"})
+_INPUT_FIELDS = frozenset({"lot", "prev"})
+_OUTPUT_FIELDS = frozenset({"lot", "mass_mg", "form", "fineness_ppm"})
+#: the forms of an output without ``bar`` (a bar needs one)
+_BARLESS_FORM_VALUES = frozenset(member.value for member in Form if member is not Form.BAR)
+
+
+def _fast_lot_processed(body: dict[str, Any]) -> bool:
+    if not _fast_common(body, _PROCESSED_FIELDS):
+        return False
+    inputs, outputs, process = body["inputs"], body["outputs"], body["process"]
+    if not (
+        type(inputs) is list
+        and 1 <= len(inputs) <= MAX_INPUTS
+        and type(outputs) is list
+        and 1 <= len(outputs) <= MAX_OUTPUTS
+        and type(process) is str
+        and process in _PROCESS_VALUES
+    ):
+        return False
+    lots: set[str] = set()
+    for item in inputs:
+        if not (
+            type(item) is dict
+            and item.keys() == _INPUT_FIELDS
+            and _fast_str(item["lot"], _is_lot_id)
+            and _fast_str(item["prev"], _is_event_id)
+        ):
+            return False
+        lots.add(item["lot"])
+    for out in outputs:
+        if not (type(out) is dict and out.keys() == _OUTPUT_FIELDS):
+            return False
+        form = out["form"]
+        if not (
+            _fast_str(out["lot"], _is_lot_id)
+            and _fast_int(out["mass_mg"], 1, MAX_MASS_MG)
+            and type(form) is str
+            and form in _BARLESS_FORM_VALUES
+            and _fast_int(out["fineness_ppm"], 1, MAX_PPM)
+        ):
+            return False
+        lots.add(out["lot"])
+    # no input named twice, no output named twice, no output that is also an input
+    return len(lots) == len(inputs) + len(outputs)
+
+
+_ACTOR_FIELDS = frozenset(
+    {"v", "type", "actor", "time", "subject", "name", "roles", "key", "country"}
+)
+_CUSTODIAN_FIELDS = _ACTOR_FIELDS | {"lot_prefix"}
+_ROLE_VALUES = frozenset(member.value for member in Role)
+_CUSTODY_VALUES = frozenset(member.value for member in CUSTODY_ROLES)
+_is_lot_prefix = re.compile(_LOT_PREFIX_PATTERN).fullmatch
+
+
+def _fast_actor_registered(body: dict[str, Any]) -> bool:
+    roles = body.get("roles")
+    if type(roles) is not list or not roles:
+        return False
+    for role in roles:
+        if type(role) is not str or role not in _ROLE_VALUES:
+            return False
+    if len(set(roles)) != len(roles):
+        return False
+    # a lot prefix exactly when a role may hold lots
+    custody = not _CUSTODY_VALUES.isdisjoint(roles)
+    if not _fast_common(body, _CUSTODIAN_FIELDS if custody else _ACTOR_FIELDS):
+        return False
+    name, key, country = body["name"], body["key"], body["country"]
+    return (
+        _fast_str(body["subject"], _is_id)
+        and type(name) is str
+        and 1 <= len(name) <= FREE_TEXT_MAX
+        and _forbidden_character(name) is None
+        and (not custody or _fast_str(body["lot_prefix"], _is_lot_prefix))
+        and type(key) is str
+        and _HEX64.fullmatch(key) is not None
+        and is_valid_public_key(bytes.fromhex(key))
+        and type(country) is str
+        and _COUNTRY.fullmatch(country) is not None
+        and pycountry.countries.get(alpha_2=country) is not None
+    )
+
+
 #: the fast check of each event type that has one
 FAST_CHECKS: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "actor.registered": _fast_actor_registered,
     "lot.registered": _fast_lot_registered,
     "lot.transfer_offered": _fast_transfer_offered,
     "lot.transfer_accepted": _fast_transfer_accepted,
+    "lot.processed": _fast_lot_processed,
     "lot.assayed": _fast_assayed,
 }
 

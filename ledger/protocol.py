@@ -9,10 +9,16 @@ hypothesis against ``rfc8785`` on everything the strict reader accepts, and beyo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 import unicodedata
+from json.decoder import scanstring  # type: ignore[attr-defined]
+from json.encoder import (  # type: ignore[attr-defined]
+    c_encode_basestring,
+    c_make_encoder,
+)
 from typing import Any
 
 import nacl.bindings
@@ -150,24 +156,99 @@ def parse_strict(data: bytes) -> JSON:
         ) from e
     if text.startswith("\ufeff"):
         raise MalformedError("The request starts with a byte-order mark; send plain UTF-8 JSON.")
-    # plain ASCII without \u escapes (most events) cannot hold a string that is not NFC,
-    # not valid Unicode or a non-ASCII key: the per-string checks are skipped for it
-    plain = data.isascii() and b"\\u" not in data
+    if not _may_hold_u_escape(data):
+        # without \u escapes every string is text of ``data``, so valid Unicode
+        if data.isascii():
+            # plain ASCII (most events) cannot hold a string that is not NFC or a
+            # non-ASCII key either: the per-string checks are skipped for it
+            return _decode(_ASCII_DECODER, text)
+        # UTF-8 text (a bundle, with a non-ASCII name or its checkpoint's signature line):
+        # read as plain text, then only the few strings holding a non-ASCII character are
+        # checked. Anything refused or unsure goes to the full checks below, which name
+        # the first problem in the text.
+        try:
+            value = _decode(_ASCII_DECODER, text)
+        except MalformedError:
+            pass
+        else:
+            if _non_ascii_strings_pass(data):
+                return value
+    value = _decode(_DECODER, text)
+    if isinstance(value, str):
+        _check_string(value)
+    else:
+        _check_strings_in_arrays(value)
+    return value
+
+
+def _decode(decoder: json.JSONDecoder, text: str) -> JSON:
     try:
-        value = (_ASCII_DECODER if plain else _DECODER).decode(text)
+        return decoder.decode(text)
     except json.JSONDecodeError as e:
         raise MalformedError(
             f"The request is not JSON: {e.msg} at line {e.lineno}, column {e.colno}."
         ) from e
     except RecursionError as e:
         raise MalformedError("The request is not JSON we can read: it is nested too deeply.") from e
-    if plain:
-        return value
-    if isinstance(value, str):
-        _check_string(value)
-    else:
-        _check_strings_in_arrays(value)
-    return value
+
+
+def _may_hold_u_escape(data: bytes) -> bool:
+    """True if ``data`` holds a backslash followed by ``u`` (``b"\\u" in data``, which
+    is slower: a backslash is found with memchr, and most texts have few or none)."""
+    at = data.find(b"\\")
+    for _ in range(64):
+        if at < 0:
+            return False
+        if data[at + 1 : at + 2] == b"u":
+            return True
+        at = data.find(b"\\", at + 1)
+    return at >= 0 and b"\\u" in data[at:]
+
+
+_NON_ASCII_BYTE = re.compile(rb"[\x80-\xff]")
+#: a JSON string token (from its opening quote) and what makes a string a key
+_STRING_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_KEY_COLON = re.compile(rb"[ \t\n\r]*:")
+_CHUNK = 4096
+
+
+def _next_non_ascii(data: bytes, start: int) -> int:
+    """The position of the first byte of ``data`` from ``start`` that is not ASCII, or -1."""
+    for at in range(start, len(data), _CHUNK):
+        chunk = data[at : at + _CHUNK]
+        if not chunk.isascii():
+            match = _NON_ASCII_BYTE.search(chunk)
+            assert match is not None
+            return at + match.start()
+    return -1
+
+
+def _non_ascii_strings_pass(data: bytes) -> bool:
+    """For UTF-8 JSON text without \\u escapes that ``_ASCII_DECODER`` read: True if
+    every string holding a non-ASCII character is a value, not a key, and passes
+    ``_check_string``, so that the full checks accept the text too (every other string is
+    ASCII, valid and in NFC). False when not, or not sure.
+
+    Outside strings JSON text is ASCII, so each non-ASCII byte lies in a string token. Its
+    opening quote is the nearest quote before it that no backslash precedes: inside a
+    string a quote is always escaped, and outside one a backslash never stands.
+    """
+    at = _next_non_ascii(data, 0)
+    while at >= 0:
+        start = data.rfind(b'"', 0, at)
+        while start > 0 and data[start - 1] == 0x5C:
+            start = data.rfind(b'"', 0, start)
+        token = _STRING_TOKEN.match(data, start) if start >= 0 else None
+        if token is None or token.end() <= at or _KEY_COLON.match(data, token.end()):
+            return False
+        # the decoder's own string reader, on the token alone
+        value, _ = scanstring(token.group().decode("utf-8"), 1, True)
+        try:
+            _check_string(value)
+        except MalformedError:
+            return False
+        at = _next_non_ascii(data, token.end())
+    return True
 
 
 # ---------------------------------------------------------------------------
@@ -183,15 +264,15 @@ def split_envelope(envelope: object) -> tuple[dict[str, Any], dict[str, str]]:
     """
     if not isinstance(envelope, dict):
         raise SchemaError("An event must be a JSON object with 'body' and 'signature'.")
-    extra = set(envelope) - {"body", "signature"}
-    if extra:
+    if not envelope.keys() <= _ENVELOPE_FIELDS:
+        extra = set(envelope) - _ENVELOPE_FIELDS
         raise SchemaError(f"The envelope has an unknown field: {sorted(extra)[0]!r}.")
     body, sig = envelope.get("body"), envelope.get("signature")
     if not isinstance(body, dict):
         raise SchemaError("body: an event needs a 'body' object.")
     if not isinstance(sig, dict):
         raise SchemaError("signature: an event needs a 'signature' object with key and value.")
-    if set(sig) != {"key", "value"}:
+    if sig.keys() != _SIGNATURE_FIELDS:
         raise SchemaError("signature: must have exactly the fields 'key' and 'value'.")
     key, value = sig["key"], sig["value"]
     if not (isinstance(key, str) and len(key) == 64 and _is_lower_hex(key)):
@@ -201,8 +282,20 @@ def split_envelope(envelope: object) -> tuple[dict[str, Any], dict[str, str]]:
     return body, {"key": key, "value": value}
 
 
+_ENVELOPE_FIELDS = frozenset({"body", "signature"})
+_SIGNATURE_FIELDS = frozenset({"key", "value"})
+
+
 def _is_lower_hex(text: str) -> bool:
-    return _LOWER_HEX.fullmatch(text) is not None
+    """True if ``text`` is lower-case hex digits only (``_LOWER_HEX``), of even length.
+
+    Decoded and written back in C, faster than the pattern; ``bytes.fromhex`` also takes
+    capitals and spaces, which the round trip does not give back.
+    """
+    try:
+        return bytes.fromhex(text).hex() == text
+    except ValueError:
+        return False
 
 
 # ---------------------------------------------------------------------------
@@ -262,6 +355,30 @@ def _fast_scalar(value: JSON) -> bool:
     return kind is int and bool(-MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
 
 
+#: ``_FAST``'s C encoder made once (``JSONEncoder.encode`` makes one per call): same
+#: arguments, so the same bytes
+_FAST_C = (
+    c_make_encoder(
+        None,  # check_circular=False
+        _FAST.default,
+        c_encode_basestring,  # ensure_ascii=False
+        None,  # indent
+        _FAST.key_separator,
+        _FAST.item_separator,
+        _FAST.sort_keys,
+        _FAST.skipkeys,
+        _FAST.allow_nan,
+    )
+    if c_make_encoder is not None and c_encode_basestring is not None
+    else None
+)
+
+
+def _encode_fast(value: JSON) -> bytes:
+    text = "".join(_FAST_C(value, 0)) if _FAST_C is not None else _FAST.encode(value)
+    return text.encode("utf-8")
+
+
 def canonical(value: JSON) -> bytes:
     """Return the RFC 8785 canonical bytes of a JSON value.
 
@@ -270,9 +387,29 @@ def canonical(value: JSON) -> bytes:
     """
     if _fast_domain(value):
         try:
-            return _FAST.encode(value).encode("utf-8")
+            return _encode_fast(value)
         except UnicodeEncodeError:
             pass  # an unpaired surrogate: the reference path refuses it in its own words
+    return _canonical_reference_path(value)
+
+
+def canonical_parsed(value: JSON) -> bytes:
+    """``canonical`` of a value exactly as ``parse_strict`` returned it, not changed since
+    (never one built or changed in code: the C encoder would write a float or a big
+    integer where RFC 8785 writes or refuses it otherwise).
+
+    The strict reader only returns values of the fast domain (objects with ASCII keys,
+    arrays, valid strings, safe integers, booleans and null, of the exact built-in types),
+    so the walk that proves it is skipped (``tests/ledger/test_canonical.py`` checks that
+    on everything the reader accepts).
+    """
+    try:
+        return _encode_fast(value)
+    except UnicodeEncodeError:
+        return canonical(value)  # an unpaired surrogate: the reader never returns one
+
+
+def _canonical_reference_path(value: JSON) -> bytes:
     try:
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as e:
@@ -340,15 +477,21 @@ def sign_body(body: JSON, signing_key: nacl.signing.SigningKey, origin: str) -> 
     }
 
 
+@functools.lru_cache(maxsize=1024)
+def _verify_key(key_hex: str) -> nacl.signing.VerifyKey:
+    # a log's events are signed by few keys: each is decoded once (an error is not cached)
+    return nacl.signing.VerifyKey(bytes.fromhex(key_hex))
+
+
 def verify_signature(origin: str, digest: bytes, key_hex: str, signature_hex: str) -> None:
     """Check an Ed25519 signature over the event message as strictly as libsodium does.
 
     Raises SignatureError ``bad_signature`` when it does not verify.
     """
     try:
-        key = bytes.fromhex(key_hex)
+        key = _verify_key(key_hex)
         signature = bytes.fromhex(signature_hex)
-        nacl.signing.VerifyKey(key).verify(signing_message(origin, digest), signature)
+        key.verify(signing_message(origin, digest), signature)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError) as e:
         raise SignatureError(
             "bad_signature",

@@ -14,7 +14,16 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import UnionType
-from typing import Any, Literal, Protocol, TypeVar, Union, get_args, get_origin
+from typing import (
+    Any,
+    Literal,
+    NamedTuple,
+    Protocol,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+)
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -161,7 +170,10 @@ class ActorState(_Model):
 
     def key_record(self, key: str) -> KeyRecord | None:
         """The record of ``key`` if the actor ever held it."""
-        return next((k for k in self.keys if k.key == key), None)
+        for record in self.keys:
+            if record.key == key:
+                return record
+        return None
 
     def has_custody_role(self) -> bool:
         """True if the actor may hold lots."""
@@ -300,9 +312,10 @@ class LotState(_Model):
         return next((f for f in self.flags if f.id == flag_id), None)
 
 
-@dataclass(frozen=True)
-class EventRecord:
-    """An accepted event as the rules need to see it again later."""
+class EventRecord(NamedTuple):
+    """An accepted event as the rules need to see it again later (immutable; a named
+    tuple, made for every event replayed, is three times cheaper than a frozen
+    dataclass)."""
 
     event_id: str
     seq: int

@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import dataclasses
 import datetime as dt
 import functools
 import json
@@ -900,7 +899,7 @@ class Ledger:
             return self._append(items, now, batch, None)
         marked = list(items)
         for i, item in unchecked:
-            marked[i] = dataclasses.replace(item, verified_for=self.origin)
+            marked[i] = item._replace(verified_for=self.origin)
 
         def all_verified() -> bool:
             return sigcheck.result(future, self.origin, signatures) is None

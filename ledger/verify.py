@@ -13,11 +13,12 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from ledger import gcpause
 from ledger.checkpoint import Checkpoint, open_checkpoint
-from ledger.errors import LedgerError, MalformedError, VerificationError
+from ledger.errors import LedgerError, MalformedError, SignatureError, VerificationError
 from ledger.merkle import HASH_SIZE, leaf_hash, node_hash, verify_inclusion
 from ledger.protocol import canonical, event_id, parse_strict
-from ledger.rules import Prepared, admit, prepare
+from ledger.rules import Prepared, admit, prepare, verified
 from ledger.state import ActorState, LotState, MemoryState, StagedState
 from ledger.views import lot_view
 
@@ -94,7 +95,16 @@ def verify_bundle(
     """Verify a bundle against the trusted log verifier key and an optional registrar key.
 
     Never raises for a bad bundle: every problem is a Failure in the returned Report.
+    The cyclic garbage collector is paused meanwhile, as for an append or an audit
+    (``ledger.gcpause``): the parsed bundle and the replay make no reference cycles.
     """
+    with gcpause.paused():
+        return _verify_bundle(bundle, log_key, registrar_key)
+
+
+def _verify_bundle(
+    bundle: bytes | dict[str, Any], log_key: str, registrar_key: str | None
+) -> Report:
     try:
         data = parse_strict(bundle) if isinstance(bundle, bytes) else bundle
     except MalformedError as e:
@@ -110,7 +120,8 @@ def verify_bundle(
         label_at=_str(data.get("label_at")),
     )
     with contextlib.suppress(_Stop):
-        _verify(data, log_key, registrar_key, report)
+        # a bundle read here is exactly as the strict reader returned it
+        _verify(data, log_key, registrar_key, report, parsed=isinstance(bundle, bytes))
     report.ok = not report.failures
     return report
 
@@ -127,7 +138,14 @@ def _fail(report: Report, reason: str, seq: int | None = None, eid: str | None =
     report.failures.append(Failure(reason, seq, eid))
 
 
-def _verify(data: dict[str, Any], log_key: str, registrar_key: str | None, report: Report) -> None:
+def _verify(
+    data: dict[str, Any],
+    log_key: str,
+    registrar_key: str | None,
+    report: Report,
+    *,
+    parsed: bool,
+) -> None:
     if data.get("format") != BUNDLE_FORMAT:
         _fail(report, f"unknown bundle format {data.get('format')!r}, expected {BUNDLE_FORMAT}")
         raise _Stop
@@ -156,7 +174,7 @@ def _verify(data: dict[str, Any], log_key: str, registrar_key: str | None, repor
 
     # 2. every entry's inclusion proof
     prepared: dict[int, Prepared] = {}
-    entries = _entries(data, checkpoint, report, prepared)
+    entries = _entries(data, checkpoint, report, prepared, parsed)
 
     # 3 and 4. signatures, keys rooted at seq 0, and every rule, by replaying the entries
     if not entries or entries[0][0] != 0:
@@ -175,6 +193,13 @@ def _verify(data: dict[str, Any], log_key: str, registrar_key: str | None, repor
         _fail(report, "the bundle's registrar_key is not the key of seq 0")
     # one staged state over the whole bundle, as a MemoryLedger appending the entries one
     # by one would reach (without the Merkle tree it keeps, which nothing here reads)
+    # every signature first, in one loop, as the signature worker checks a batch's: the
+    # verifier's tables stay in the cache
+    for seq, ready in prepared.items():
+        try:
+            prepared[seq] = verified(ready, checkpoint.origin)
+        except SignatureError:
+            continue  # left unmarked: the replay checks it in its turn and refuses it there
     state = MemoryState()
     staged = StagedState(state)
     by_id: dict[str, tuple[int, dict[str, Any]]] = {}
@@ -241,11 +266,15 @@ class _AsIs:
 
 
 def _entries(
-    data: dict[str, Any], checkpoint: Checkpoint, report: Report, prepared: dict[int, Prepared]
+    data: dict[str, Any],
+    checkpoint: Checkpoint,
+    report: Report,
+    prepared: dict[int, Prepared],
+    parsed: bool,
 ) -> list[tuple[int, dict[str, Any], str]]:
     """The entries whose inclusion proofs hold, as (seq, envelope, event id); ``prepared``
     gets the canonical form of each well-shaped envelope, computed once for the leaf hash
-    and the replay."""
+    and the replay (``parsed``: the bundle is as ``parse_strict`` returned it)."""
     raw = data.get("entries")
     if not isinstance(raw, list):
         _fail(report, "the bundle has no list of entries")
@@ -264,7 +293,7 @@ def _entries(
             raise _Stop
         seq, envelope = item["seq"], item["envelope"]
         try:
-            ready: Prepared | None = prepare(envelope)
+            ready: Prepared | None = prepare(envelope, parsed=parsed)
         except LedgerError:
             ready = None  # checked as it is: the replay refuses it in its turn
         if ready is not None:
@@ -284,11 +313,13 @@ def _entries(
             )
             continue
         try:
-            proof = [bytes.fromhex(h) for h in item["proof"]]
             # a prepared envelope's leaf_data is exactly canonical(envelope)
-            leaf = ready.leaf_data if ready is not None else canonical(envelope)
-            if not paths.holds(leaf_hash(leaf), seq, proof):
+            leaf = ready.leaf_data if ready is not None else None
+            if leaf is None or not paths.holds(leaf_hash(leaf), seq, item["proof"]):
                 # refused, or not sure: the reference check decides, with its own message
+                proof = [bytes.fromhex(h) for h in item["proof"]]
+                if leaf is None:
+                    leaf = canonical(envelope)
                 verify_inclusion(leaf_hash(leaf), seq, checkpoint.size, proof, checkpoint.root)
         except (ValueError, TypeError, LedgerError) as e:
             reason = e.detail if isinstance(e, LedgerError) else str(e)
@@ -312,31 +343,36 @@ class _ProvenPaths:
     left of a walk depends only on its position ``(fn, sn)``, the hash reached and the
     proof hashes still to fold, so when these equal those of a proof that reached the root,
     this one reaches it too. Entries of a bundle share most of their audit paths, so most
-    walks stop after a step or two.
+    walks stop after a step or two, and only the hashes walked are decoded from hex.
     """
 
     def __init__(self, size: int, root: bytes) -> None:
         self.size, self.root = size, root
-        #: (fn, sn, hash reached) -> the proof hashes still folded from there to the root
-        self.proven: dict[tuple[int, int, bytes], list[bytes]] = {}
+        #: (fn, sn, hash reached) -> the proof hashes (as given) still folded from there to
+        #: the root: each decoded by ``bytes.fromhex`` to a hash of the right length
+        self.proven: dict[tuple[int, int, bytes], list[Any]] = {}
 
-    def holds(self, leaf: bytes, index: int, proof: list[bytes]) -> bool:
-        """True if ``verify_inclusion`` accepts the proof; False if it may not (it then
-        gives the verdict)."""
+    def holds(self, leaf: bytes, index: int, proof: list[Any]) -> bool:
+        """True if ``verify_inclusion`` accepts the proof whose hashes are ``proof``'s items
+        decoded by ``bytes.fromhex``; False if it may not, or an item does not decode (the
+        caller then decodes them all and the reference check gives the verdict)."""
         if not 0 <= index < self.size or len(self.root) != HASH_SIZE or len(leaf) != HASH_SIZE:
             return False
-        for sibling in proof:
-            if len(sibling) != HASH_SIZE:
-                return False
         fn, sn, digest = index, self.size - 1, leaf
         walked: list[tuple[tuple[int, int, bytes], int]] = []
-        for step, sibling in enumerate(proof):
+        for step, item in enumerate(proof):
             state = (fn, sn, digest)
             rest = self.proven.get(state)
             if rest is not None and rest == proof[step:]:
-                break
+                break  # the same items as a proof that decoded and reached the root
             walked.append((state, step))
             if sn == 0:
+                return False
+            try:
+                sibling = bytes.fromhex(item)
+            except (ValueError, TypeError):
+                return False
+            if len(sibling) != HASH_SIZE:
                 return False
             if fn & 1 or fn == sn:
                 digest = node_hash(sibling, digest)
@@ -397,16 +433,18 @@ def _timeline_item(
     seq, body = by_id[eid]
     actor = state.actors.get(body["actor"])
     lots = [body["lot"]] if "lot" in body else []
-    lots += [i["lot"] for i in body.get("inputs", [])] + [o["lot"] for o in body.get("outputs", [])]
-    return TimelineItem(
-        seq=seq,
-        event_id=eid,
-        time=body["time"],
-        type=body["type"],
-        actor=body["actor"],
-        actor_name=actor.name if actor is not None else body["actor"],
-        lots=lots,
-        on_own_chain=own,
+    if "inputs" in body or "outputs" in body:  # lot.processed
+        lots += [i["lot"] for i in body.get("inputs", [])]
+        lots += [o["lot"] for o in body.get("outputs", [])]
+    return TimelineItem(  # seq, event_id, time, type, actor, actor_name, lots, on_own_chain
+        seq,
+        eid,
+        body["time"],
+        body["type"],
+        body["actor"],
+        actor.name if actor is not None else body["actor"],
+        lots,
+        own,
     )
 
 

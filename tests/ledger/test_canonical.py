@@ -20,8 +20,15 @@ import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.errors import LedgerError, SchemaError
-from ledger.protocol import MAX_SAFE_INTEGER, canonical, canonical_reference, parse_strict
+from ledger.errors import LedgerError, MalformedError, SchemaError
+from ledger.protocol import (
+    MAX_SAFE_INTEGER,
+    _fast_domain,
+    canonical,
+    canonical_parsed,
+    canonical_reference,
+    parse_strict,
+)
 
 EXAMPLES = 400
 REPO = Path(__file__).resolve().parents[2]
@@ -76,6 +83,9 @@ def test_identical_on_everything_the_strict_reader_accepts(value: object) -> Non
     except LedgerError:
         return  # refused by the reader: outside what the product ever canonicalises
     assert canonical(accepted) == rfc8785.dumps(accepted)
+    # what the reader returns is in the fast domain, so canonical_parsed skips that walk
+    assert _fast_domain(accepted)
+    assert canonical_parsed(accepted) == rfc8785.dumps(accepted)
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -223,3 +233,82 @@ def test_plain_json_reads_what_the_strict_reader_accepts_alike(
     assert plain == strict
     assert canonical(plain) == canonical(strict)
     assert repr(plain) == repr(strict)  # the same types all the way down (True is not 1)
+
+
+# Text for the reader's UTF-8 path (no \u escape): non-ASCII keys and values, NFC and
+# non-NFC forms, escaped quotes and backslashes next to non-ASCII characters, a colon or a
+# quote in a string, a non-ASCII space, combining marks after an escape's letter.
+_utf8_text = st.text(
+    alphabet='an"\\/:,{\n <e\u00e9\u0301\u0303\u212b\u00c5\u00a0\u2014\U0001f600\u0338',
+    max_size=8,
+)
+
+
+@st.composite
+def _utf8_texts(draw: st.DrawFn) -> bytes:
+    value = draw(
+        st.recursive(
+            st.one_of(st.none(), st.integers(-5, 5), _utf8_text, st.text(max_size=4)),
+            lambda inner: st.one_of(
+                st.lists(inner, max_size=4),
+                st.dictionaries(
+                    st.one_of(_utf8_text, st.text(alphabet="abc", max_size=3)), inner, max_size=4
+                ),
+            ),
+            max_leaves=12,
+        )
+    )
+    separators = draw(st.sampled_from([(",", ":"), (", ", ": "), (" ,", " :\n")]))
+    text = json.dumps(value, ensure_ascii=False, separators=separators)
+    if draw(st.booleans()):
+        # a character put anywhere: inside a string, or outside (not JSON then)
+        at = draw(st.integers(0, len(text)))
+        extra = draw(st.sampled_from(["\u00e9", "\u0301", "\u00a0", '"', "\\"]))
+        text = text[:at] + extra + text[at:]
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _full_strict_read(data: bytes) -> object:
+    """``_full_strict_parse`` refusing text that is not JSON in ``parse_strict``'s words."""
+    try:
+        return _full_strict_parse(data)
+    except json.JSONDecodeError as e:
+        raise MalformedError(
+            f"The request is not JSON: {e.msg} at line {e.lineno}, column {e.colno}."
+        ) from e
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_utf8_texts())
+def test_the_readers_utf8_path_agrees_with_the_full_checks(data: bytes) -> None:
+    # UTF-8 text without \u escapes is read as plain text and only its strings holding a
+    # non-ASCII character are checked: the same value or the same first refusal
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    outcome = _outcome(parse_strict, data)
+    assert outcome == _outcome(_full_strict_read, data)
+    if outcome[0] == "value":
+        assert canonical_parsed(outcome[1]) == rfc8785.dumps(outcome[1])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '"\u00e9"',
+        ' "e\u0301" ',
+        '["a", "\\"\u00e9\\\\", {"k": "\\\\"}, "\u212b"]',
+        '{"a\\"": "\u00e9", "b": "\\"e\u0301"}',
+        '{"\u00e9" : 1}',
+        '{"a": "\u00e9", "a": 1}',
+        '{"a": "\\n\u0303"}',
+        '{"a": "n\u0303\u00e9"}',
+        '{"a":\u00a01}',
+        '{"a": 1.5, "b": "\u00e9"}',
+        '{"a": "\u00e9" "b"}',
+    ],
+)
+def test_the_readers_utf8_path_on_the_edges(text: str) -> None:
+    data = text.encode()
+    assert _outcome(parse_strict, data) == _outcome(_full_strict_read, data)

@@ -13,13 +13,26 @@ from hypothesis import strategies as st
 
 from ledger.errors import SchemaError
 from ledger.events import FAST_CHECKS, MAX_COUNT, MAX_MASS_MG, MAX_PPM, check_body, parse_body
-from tests.ledger.test_events import REFUSALS, VALID, _mutated
+from tests.ledger.test_events import KEY, KEY2, REFUSALS, VALID, _mutated
 
 H = "a1" * 32
+H2 = "b2" * 32
 
 #: bodies of the fast-checked types without their optional fields: the fast checks prove
 #: these valid on their own
 MINIMAL: dict[str, dict[str, Any]] = {
+    "actor.registered": {
+        "v": 1,
+        "actor": "registrar",
+        "time": "2026-11-20T09:30:00Z",
+        "type": "actor.registered",
+        "subject": "coop-reafecom",
+        "name": "Coopérative des femmes minières de Mambasa",
+        "roles": ["cooperative", "processor"],
+        "key": KEY2,
+        "country": "CD",
+        "lot_prefix": "MAK-",
+    },
     "lot.registered": {
         "v": 1,
         "actor": "coop-reafecom",
@@ -59,6 +72,18 @@ MINIMAL: dict[str, dict[str, Any]] = {
         "prev": H,
         "offer": H,
         "mass_mg": 38240,
+    },
+    "lot.processed": {
+        "v": 1,
+        "actor": "refiner-alpine",
+        "time": "2026-11-20T09:30:00Z",
+        "type": "lot.processed",
+        "inputs": [{"lot": "KLA-2026-0101", "prev": H}, {"lot": "KLA-2026-0102", "prev": H2}],
+        "outputs": [
+            {"lot": "ALP-2026-118842", "mass_mg": 44800, "form": "dore", "fineness_ppm": 999900},
+            {"lot": "ALP-2026-118843", "mass_mg": 100, "form": "gold", "fineness_ppm": 500000},
+        ],
+        "process": "refining",
     },
     "lot.assayed": {
         "v": 1,
@@ -180,6 +205,54 @@ EDGE_VALUES: list[Any] = [
     {"women": 0, "men": 0},
     {"women": 0, "men": 1},
     {"women": 1, "men": 0, "women_led": False},
+    # actor.registered
+    ["cooperative"],
+    ["auditor"],
+    ["assayer", "registrar"],
+    ["trader", "trader"],
+    ["refiner", "auditor"],
+    ["Cooperative"],
+    [None],
+    KEY,
+    "00" * 32,  # the identity: not a usable key
+    "01" + "00" * 31,
+    "CD",
+    "XX",
+    "cd",
+    "MAK-",
+    "MAK",
+    "A" * 16 + "-",
+    "A" * 17 + "-",
+    "Coop\nérative",
+    "Coop\u2028",
+    "Coop\u0085",
+    "x" * 2000,
+    "x" * 2001,
+    # lot.processed
+    "refining",
+    "merging",
+    "smelting-x",
+    [{"lot": "KLA-2026-0101", "prev": H}],
+    [{"lot": "KLA-2026-0101", "prev": H}, {"lot": "KLA-2026-0101", "prev": H2}],
+    [{"lot": "ALP-2026-118842", "prev": H}],
+    [{"lot": "KLA-2026-0101"}],
+    [{"lot": "KLA-2026-0101", "prev": H, "extra": 1}],
+    [{"lot": "ALP-2026-118842", "mass_mg": 1, "form": "gold", "fineness_ppm": 1}],
+    [{"lot": "KLA-2026-0101", "mass_mg": 1, "form": "gold", "fineness_ppm": 1}],
+    [{"lot": "ALP-2026-1", "mass_mg": 1, "form": "bar", "fineness_ppm": 1}],
+    [
+        {
+            "lot": "ALP-2026-1",
+            "mass_mg": 1,
+            "form": "bar",
+            "fineness_ppm": 1,
+            "bar": {"serial": "AP-1", "year": 2026},
+        }
+    ],
+    [{"lot": "ALP-2026-1", "mass_mg": 0, "form": "dore", "fineness_ppm": 1}],
+    [{"lot": "ALP-2026-1", "mass_mg": 1, "form": "dore", "fineness_ppm": MAX_PPM + 1}],
+    [{"lot": f"KLA-2026-{i:04d}", "prev": H} for i in range(100)],
+    [{"lot": f"KLA-2026-{i:04d}", "prev": H} for i in range(101)],
 ]
 
 
@@ -227,4 +300,36 @@ def test_fast_checks_agree_on_edge_values_of_every_field(kind: str, data: st.Dat
     for part in path[:-1]:
         target = target[part]
     target[path[-1]] = copy.deepcopy(data.draw(st.sampled_from(EDGE_VALUES)))
+    _agree(body)
+
+
+@st.composite
+def _processed_mutants(draw: st.DrawFn) -> dict[str, Any]:
+    """lot.processed with its inputs' and outputs' items changed, one level further down
+    than ``_mutants`` goes."""
+    body = copy.deepcopy(MINIMAL["lot.processed"])
+    for _ in range(draw(st.integers(1, 3))):
+        items = body[draw(st.sampled_from(["inputs", "outputs"]))]
+        action = draw(st.integers(0, 4))
+        if action == 0 and items:
+            del items[draw(st.integers(0, len(items) - 1))]
+        elif action == 1:
+            items.append(copy.deepcopy(draw(st.sampled_from(items or [{}]))))
+        elif items:
+            item = items[draw(st.integers(0, len(items) - 1))]
+            key = draw(st.sampled_from(["lot", "prev", "mass_mg", "form", "fineness_ppm", "bar"]))
+            if action == 2:
+                item.pop(key, None)
+            else:
+                value = draw(
+                    st.sampled_from(EDGE_VALUES)
+                    | st.sampled_from(["KLA-2026-0101", "KLA-2026-0102", "ALP-2026-118842"])
+                )
+                item[key] = copy.deepcopy(value)
+    return body
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_processed_mutants())
+def test_the_fast_check_of_lot_processed_agrees_on_its_items(body: dict[str, Any]) -> None:
     _agree(body)

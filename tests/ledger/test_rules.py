@@ -12,7 +12,10 @@ from typing import Any
 import nacl.bindings
 import nacl.signing
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from ledger import protocol, rules
 from ledger.errors import (
     ConflictError,
     ForbiddenError,
@@ -2664,3 +2667,34 @@ def test_held_lots_counters_follow_custody() -> None:
     assert w.actor("coop").held_lots == 1  # still the custodian while offered
     w.accept(b)
     assert (w.actor("coop").held_lots, w.actor("trader").held_lots) == (0, 4)
+
+
+def test_verified_marks_a_prepared_envelope_as_replace_would() -> None:
+    w = World.standard()
+    prepared = rules.prepare(w.register_lot(post=False).envelope)
+    marked = rules.verified(prepared, F.ORIGIN)
+    assert marked == prepared._replace(verified_for=F.ORIGIN)
+    assert all(
+        getattr(marked, name) is getattr(prepared, name)
+        for name in rules.Prepared._fields
+        if name != "verified_for"
+    )
+    with pytest.raises(SignatureError):
+        rules.verified(prepared, "other.goldtrail.example/log")
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([*"0123456789abcdef", "A", "F", " ", "\t", "g", "\u0661", "\x00", "é"]),
+        min_size=0,
+        max_size=70,
+    ).filter(lambda chars: len(chars) % 2 == 0),
+    st.booleans(),
+)
+def test_lower_hex_agrees_with_its_pattern(chars: list[str], mostly_hex: bool) -> None:
+    # split_envelope's check of a key (64) or a signature (128): even lengths only
+    text = "".join(chars)
+    if mostly_hex:
+        text = text[:1] + "ab" * 31 + text[1:2] if len(text) >= 2 else "ab" * 32
+    assert protocol._is_lower_hex(text) == (protocol._LOWER_HEX.fullmatch(text) is not None)

@@ -580,6 +580,29 @@ def test_bad_signature_value_in_a_fake_log(played: Played) -> None:
     assert reason.startswith("refused by the rules (bad_signature): ")
 
 
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_a_bad_signature_after_an_earlier_refusal_is_not_the_one_named(
+    played: Played, as_bytes: bool
+) -> None:
+    """The verifier checks every signature before the replay; a bad one is still refused
+    in its turn, so an earlier entry's refusal is the one named."""
+    envelopes = copy.deepcopy(played.ledger.envelopes)
+    sig = envelopes[31]["signature"]
+    sig["value"] = sig["value"][:-2] + ("00" if sig["value"][-2:] != "00" else "01")
+    fake = RawLog(envelopes)
+    bundle = without(fake.bundle(FAKE_LOG, BAR, played.head(BAR), played.registrar_key), 20)
+    given: bytes | dict[str, Any] = canonical(bundle) if as_bytes else bundle
+    seq, reason = refused(verify_bundle(given, FAKE_LOG.verifier_key, played.registrar_key))
+    assert seq == 22
+    assert reason.startswith("refused by the rules (unknown_lot): ")
+    # without the earlier refusal, the bad signature is named, at its entry
+    bundle = fake.bundle(FAKE_LOG, BAR, played.head(BAR), played.registrar_key)
+    given = canonical(bundle) if as_bytes else bundle
+    seq, reason = refused(verify_bundle(given, FAKE_LOG.verifier_key, played.registrar_key))
+    assert seq == 31
+    assert reason.startswith("refused by the rules (bad_signature): ")
+
+
 # ---------------------------------------------------------------------------
 # The registrar at seq 0
 
@@ -863,10 +886,13 @@ def test_origin_site_colour_counts_an_expired_assessment_as_blue() -> None:
 # The inclusion-proof shortcut agrees with ledger.merkle.verify_inclusion
 
 
-def _accepted(leaf: bytes, index: int, size: int, proof: list[bytes], root: bytes) -> bool:
+def _accepted(leaf: bytes, index: int, size: int, proof: list[Any], root: bytes) -> bool:
+    """The reference verdict on a proof as a bundle gives it: every item decoded from hex
+    (else refused), then ``verify_inclusion``."""
     try:
-        merkle.verify_inclusion(leaf, index, size, proof, root)
-    except LedgerError:
+        hashes = [bytes.fromhex(item) for item in proof]
+        merkle.verify_inclusion(leaf, index, size, hashes, root)
+    except (LedgerError, ValueError, TypeError):
         return False
     return True
 
@@ -882,26 +908,74 @@ def test_proven_paths_accept_exactly_what_verify_inclusion_accepts(data: st.Data
     paths = _ProvenPaths(size, root)
     for _ in range(data.draw(st.integers(1, 40), "checks")):
         index = data.draw(st.integers(0, size - 1), "index")
-        proof = merkle.inclusion_proof(store, index, size)
+        proof: list[Any] = [h.hex() for h in merkle.inclusion_proof(store, index, size)]
         leaf = leaves[index]
         tamper = data.draw(
-            st.sampled_from(["none", "flip", "drop", "extra", "index", "leaf", "short"]), "tamper"
+            st.sampled_from(
+                [
+                    "none",
+                    "flip",
+                    "drop",
+                    "extra",
+                    "index",
+                    "leaf",
+                    "short",
+                    "upper",
+                    "spaced",
+                    "not-hex",
+                    "not-text",
+                ]
+            ),
+            "tamper",
         )
+        at = data.draw(st.integers(0, max(len(proof) - 1, 0)), "at")
         if tamper == "flip" and proof:
-            at = data.draw(st.integers(0, len(proof) - 1), "at")
-            proof[at] = bytes([proof[at][0] ^ 1]) + proof[at][1:]
+            proof[at] = ("1" if proof[at][0] == "0" else "0") + proof[at][1:]
         elif tamper == "drop" and proof:
-            del proof[data.draw(st.integers(0, len(proof) - 1), "at")]
+            del proof[at]
         elif tamper == "extra":
-            proof.append(leaves[data.draw(st.integers(0, size - 1), "extra")])
+            proof.append(leaves[data.draw(st.integers(0, size - 1), "extra")].hex())
         elif tamper == "index":
             index = data.draw(st.integers(-1, size), "other index")
         elif tamper == "leaf":
             leaf = leaves[data.draw(st.integers(0, size - 1), "other leaf")]
         elif tamper == "short" and proof:
-            proof[0] = proof[0][:31]
+            proof[at] = proof[at][:62]
+        elif tamper == "upper" and proof:
+            proof[at] = proof[at].upper()  # still hex, the same hash
+        elif tamper == "spaced" and proof:
+            proof[at] = proof[at][:2] + " " + proof[at][2:]  # fromhex skips the space
+        elif tamper == "not-hex" and proof:
+            proof[at] = "zz" + proof[at][2:]
+        elif tamper == "not-text" and proof:
+            proof[at] = 12
         # the shortcut may only say yes when the reference says yes
         if paths.holds(leaf, index, proof):
             assert _accepted(leaf, index, size, proof, root)
         elif tamper == "none":
             raise AssertionError(f"a genuine proof for leaf {index} of {size} was refused")
+
+
+def test_verification_pauses_the_collector_and_resumes_it(
+    played: Played, bar_bundle: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ledger import verify
+
+    seen: list[bool] = []
+    inner = verify._verify_bundle
+
+    def spy(*args: Any) -> Report:
+        seen.append(gc.isenabled())
+        return inner(*args)
+
+    monkeypatch.setattr(verify, "_verify_bundle", spy)
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        report = played.verify(bar_bundle)
+        assert gc.isenabled()
+    finally:
+        if not was:
+            gc.disable()
+    assert report.ok, failures(report)
+    assert seen == [False]
