@@ -14,6 +14,7 @@ when the box runs out, the last measurement is taken at the size reached, and sa
 from __future__ import annotations
 
 import argparse
+import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -31,14 +32,35 @@ from common import (
 BATCH = 1000
 
 
-def _measure(ledger: Any, first: int, batches: int, singles: int) -> dict[str, float]:
-    """Time ``batches`` batches then ``singles`` single appends of new lot registrations."""
+def _wal_position(db: Path) -> tuple[int, int]:
+    """Where the WAL of ``db`` ends: (the WAL header's checkpoint sequence number, which
+    changes when the WAL restarts from its beginning; the number of valid frames, ``mxFrame``
+    of the WAL-index header), as laid out in https://www.sqlite.org/walformat.html."""
+    try:
+        with open(f"{db}-wal", "rb") as wal, open(f"{db}-shm", "rb") as shm:
+            header, index = wal.read(16), shm.read(24)
+    except FileNotFoundError:
+        return (-1, 0)
+    if len(header) < 16 or len(index) < 24:
+        return (-1, 0)
+    return struct.unpack(">I", header[12:16])[0], struct.unpack("=I", index[16:20])[0]
+
+
+def _measure(ledger: Any, db: Path, first: int, batches: int, singles: int) -> dict[str, float]:
+    """Time ``batches`` batches then ``singles`` single appends of new lot registrations;
+    also the slowest batch and the WAL frames (pages) each batch wrote."""
     events = lot_events(first, batches * BATCH + singles)
     size = ledger.size()
-    started = time.perf_counter()
+    batch_times, frames = [], []
     for i in range(batches):
+        before = _wal_position(db)
+        t = time.perf_counter()
         ledger.append(events[i * BATCH : (i + 1) * BATCH])
-    batch_us = (time.perf_counter() - started) / (batches * BATCH) * 1e6
+        batch_times.append(time.perf_counter() - t)
+        after = _wal_position(db)
+        # a WAL that restarted holds this batch's frames only
+        frames.append(after[1] - before[1] if after[0] == before[0] else after[1])
+    batch_us = sum(batch_times) / (batches * BATCH) * 1e6
     single_times = []
     for e in events[batches * BATCH :]:
         t = time.perf_counter()
@@ -48,6 +70,8 @@ def _measure(ledger: Any, first: int, batches: int, singles: int) -> dict[str, f
     return {
         "size": size,
         "batch_us": batch_us,
+        "batch_max_ms": max(batch_times) * 1e3,
+        "wal_frames_per_batch": sum(frames) / len(frames),
         "single_us": sum(single_times) / len(single_times) * 1e6,
         "single_p50_us": single_times[len(single_times) // 2] * 1e6,
     }
@@ -94,7 +118,7 @@ def run(
                 if time.monotonic() > deadline:
                     stopped = True
                     break
-            point = _measure(ledger, next_lot, batches, singles)
+            point = _measure(ledger, work / "ledger.db", next_lot, batches, singles)
             next_lot += batches * BATCH + singles
             point["target"] = target
             point["db_mb"] = _db_mb(work)
@@ -105,6 +129,10 @@ def run(
                 f"  at {point['size']:>9,} events: batch {point['batch_us']:7.1f} us/event, "
                 f"single append {point['single_us']:7.1f} us (p50 {point['single_p50_us']:.0f} us)"
                 f", db {point['db_mb']:,.0f} MB{flag}"
+            )
+            out(
+                f"    slowest batch {point['batch_max_ms']:.0f} ms, "
+                f"{point['wal_frames_per_batch']:,.0f} WAL frames (pages) per batch"
             )
         ledger.engine.dispose()
     first, last = points[0], points[-1]
