@@ -52,7 +52,7 @@ async def read_batch(request: Request) -> list[Any]:
         # is wrong is measured as it is and refused by the rules in its turn
         for index, envelope in enumerate(events):
             try:
-                item: Any = prepare(envelope)
+                item: Any = prepare(envelope, parsed=True)  # as parse_strict returned it
                 size = len(item.leaf_data)
             except LedgerError:
                 item = envelope

@@ -41,7 +41,7 @@ from typing import IO, TYPE_CHECKING
 
 from ledger.errors import LedgerError, SignatureError
 from ledger.protocol import (
-    canonical,
+    canonical_parsed,
     parse_strict,
     sha256,
     split_envelope,
@@ -94,7 +94,8 @@ def stored_entry_ok(origin: str, data: bytes, event_id: str) -> bool:
     that something fails; the audit then finds what, in its own words."""
     try:
         body, sig = split_envelope(parse_strict(data))
-        if canonical({"body": body, "signature": sig}) != data:
+        # the body as the reader returned it, the signature two strings: canonical_parsed
+        if canonical_parsed({"body": body, "signature": sig}) != data:
             return False
     except LedgerError:
         return False
