@@ -585,9 +585,16 @@ def _lot_tuple(row: dict[str, Any]) -> tuple[Any, ...]:
     return (*(row[name] for name in _LOT_COLUMNS), row["doc"].text)
 
 
+#: each projection's JSON doc read as its stored text (not decoded); made once, as
+#: SQLAlchemy's cast expressions hold reference cycles
+_DOC_TEXT = {
+    table.name: cast(table.c.doc, Text) for table in (tables.actors, tables.sites, tables.lots)
+}
+
+
 def _text(column: Any) -> Any:
-    """A JSON column read as its stored text (not decoded)."""
-    return cast(column, Text)
+    """A projection's JSON doc column read as its stored text (not decoded)."""
+    return _DOC_TEXT[column.table.name]
 
 
 def _json_value(text: Any) -> Any:

@@ -5,9 +5,9 @@ objects; each 700 allocations start a collection, and every so often a full one 
 everything alive, the whole replayed state of an audit included. Measured on a batch
 append, that was 10 to 60 µs per event of nothing but collection. The work itself makes
 almost no reference cycles (reference counting frees its garbage at once), so the
-automatic collector is paused while it runs and resumes afterwards; long runs call
-``collect_young`` now and then, which frees any cycle made since, without walking the old
-objects again.
+automatic collector is paused while it runs and resumes afterwards. An audit frees its
+replayed state before it resumes (``tests/ledger/test_audit.py`` checks that an audit
+leaves no cycle behind), so the collector has nothing of it to walk then.
 
 The pause is process-wide (that is how ``gc`` works) and nests: concurrent or nested users
 share it, and the collector resumes when the last one leaves, and only if it was on.
@@ -41,8 +41,3 @@ def paused() -> Iterator[None]:
             _depth -= 1
             if _depth == 0 and _resume:
                 gc.enable()
-
-
-def collect_young() -> None:
-    """Collect the youngest generation: the cycles made since the last call."""
-    gc.collect(0)
