@@ -161,6 +161,12 @@ def _check_size(size: int, tree_size: int | None) -> None:
 # Building and reading the tree
 
 
+def frontier_keys(size: int) -> list[tuple[int, int]]:
+    """The (level, index) keys of the complete subtrees that make up the first ``size``
+    leaves, largest first: the tree's right edge, all that ``append_leaves`` reads."""
+    return _span_keys(0, size)
+
+
 def append_leaves(store: HashStore, size: int, leaf_hashes: Sequence[bytes]) -> bytes:
     """Append leaf hashes to the tree of ``size`` leaves in ``store``; return the new root.
 
@@ -171,7 +177,7 @@ def append_leaves(store: HashStore, size: int, leaf_hashes: Sequence[bytes]) -> 
     for position, digest in enumerate(leaf_hashes):
         if len(digest) != HASH_SIZE:
             raise ValueError(f"Leaf hash {position} is {len(digest)} bytes, not {HASH_SIZE}.")
-    keys = _span_keys(0, size)
+    keys = frontier_keys(size)
     read = store.read_hashes(keys) if keys else []
     frontier = [(level, digest) for (level, _), digest in zip(keys, read, strict=True)]
     written: list[tuple[int, int, bytes]] = []

@@ -532,6 +532,47 @@ class SqlHashStore:
             _insert_rows(self.conn, tables.tree_nodes, list(items))
 
 
+#: a committed tree size and the hashes of its right edge (``merkle.frontier_keys``)
+Frontier = tuple[int, tuple[bytes, ...]]
+
+
+class AppendHashStore(SqlHashStore):
+    """The SqlHashStore of an append to a tree of ``size`` leaves: its right edge comes from
+    ``known`` when that is the frontier of this size, and ``frontier`` gives the right edge
+    after the append.
+
+    A frontier is only ever kept once its transaction committed: tree nodes never change
+    once written (the table is append-only), so a committed size's right edge stays what
+    it was, while a size reached by a rolled-back append could come again with other leaves.
+    """
+
+    def __init__(self, conn: Connection, size: int, known: Frontier | None) -> None:
+        super().__init__(conn)
+        self.size = size
+        self.edge: dict[tuple[int, int], bytes] = {}
+        if known is not None and known[0] == size:
+            self.edge = dict(zip(merkle.frontier_keys(size), known[1], strict=True))
+
+    def read_hashes(self, keys: Sequence[tuple[int, int]]) -> list[bytes]:
+        if self.edge and all(key in self.edge for key in keys):
+            return [self.edge[key] for key in keys]
+        hashes = super().read_hashes(keys)
+        self.edge.update(zip(keys, hashes, strict=True))
+        return hashes
+
+    def write_hashes(self, items: Sequence[tuple[int, int, bytes]]) -> None:
+        super().write_hashes(items)
+        self.edge.update(((level, index), digest) for level, index, digest in items)
+
+    def frontier(self, size: int) -> Frontier | None:
+        """The right edge of the tree of ``size`` leaves, from what this append read and
+        wrote (None if it did not see all of it)."""
+        keys = merkle.frontier_keys(size)
+        if not all(key in self.edge for key in keys):
+            return None
+        return size, tuple(self.edge[key] for key in keys)
+
+
 class SqlState:
     """ledger.state.StateReader over the projection tables of one transaction.
 
@@ -850,6 +891,9 @@ class Ledger:
         self.clock = clock
         #: the SqlHashStore of the last operation that touched the tree (tests, metrics)
         self.last_hash_store: SqlHashStore | None = None
+        #: the right edge of the tree after this ledger's last committed append: the next
+        #: append reads it from here instead of the database if the size is still the same
+        self._frontier: Frontier | None = None
 
     @property
     def verifier_key(self) -> str:
@@ -941,8 +985,9 @@ class Ledger:
             )
             new = [a for a in admitted if a.existing is None]
             leaves = {a.event_id: merkle.leaf_hash(a.leaf_data) for a in new}
+            frontier = None
             if new:
-                note = self._write(
+                note, frontier = self._write(
                     conn, state, staged.changes, new, leaves, start, before_signing=all_verified
                 )
                 size = start + len(new)
@@ -952,6 +997,8 @@ class Ledger:
                 size = start
                 note = self._latest_note(conn, size)
             receipts = self._receipts(conn, admitted, leaves, start, note)
+        if frontier is not None:  # committed
+            self._frontier = frontier
         return AppendResult(receipts, note, size, bool(new), [a.existing is None for a in admitted])
 
     def append_one(self, envelope: object, *, check_time: bool = True) -> Receipt:
@@ -971,8 +1018,9 @@ class Ledger:
         start: int,
         *,
         before_signing: Callable[[], bool] | None = None,
-    ) -> str:
-        """Write the log rows, tree nodes, projections and checkpoint; return the note.
+    ) -> tuple[str, Frontier | None]:
+        """Write the log rows, tree nodes, projections and checkpoint; return the note and
+        the tree's new right edge, for the caller to keep once the transaction commits.
 
         ``before_signing`` (if given) is asked before the checkpoint is signed; a false
         answer raises, so that the caller's transaction rolls everything back.
@@ -1000,9 +1048,9 @@ class Ledger:
                 )
             )
         _insert_rows(conn, tables.log, rows)
-        root = merkle.append_leaves(
-            self._hash_store(conn), start, [leaves[a.event_id] for a in new]
-        )
+        tree = AppendHashStore(conn, start, self._frontier)
+        self.last_hash_store = tree
+        root = merkle.append_leaves(tree, start, [leaves[a.event_id] for a in new])
         state.apply(changes)
         if start == 0:
             conn.execute(
@@ -1021,7 +1069,7 @@ class Ledger:
                 "created_at": self.clock(),
             },
         )
-        return checkpoint.note
+        return checkpoint.note, tree.frontier(start + len(new))
 
     def _latest_note(self, conn: Connection, size: int) -> str:
         """The checkpoint of the current size (signed on the fly for the empty log)."""
@@ -1426,13 +1474,16 @@ class Ledger:
             new = [a for a in accepted if a.existing is None]
             leaves = {a.event_id: merkle.leaf_hash(a.leaf_data) for a in new}
             size = start + len(new)
+            frontier = None
             if new:
-                note = self._write(conn, state, staged.changes, new, leaves, start)
+                note, frontier = self._write(conn, state, staged.changes, new, leaves, start)
             elif accepted:
                 note = self._latest_note(conn, size)
             else:  # every one refused
                 return [o for o in outcomes if isinstance(o, LedgerError)]
             receipts = iter(self._receipts(conn, accepted, leaves, start, note))
+        if frontier is not None:  # committed
+            self._frontier = frontier
         results: list[AppendResult | LedgerError] = []
         for o in outcomes:
             if isinstance(o, LedgerError):

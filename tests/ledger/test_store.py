@@ -361,13 +361,59 @@ def test_reads_do_not_wait_for_a_writer(started: Ledger) -> None:
     assert answers[0][0] == 2 and len(answers[0][1]) == 2
 
 
+def auditor_report(ledger: Ledger) -> Any:
+    from ledger.audit import audit
+
+    return audit(
+        ledger.engine,
+        origin=ledger.origin,
+        verifier_key=ledger.verifier_key,
+        registrar_key=ledger.registrar_key,
+    )
+
+
+def test_a_rolled_back_append_leaves_no_right_edge_behind(
+    started: Ledger, key_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tree's right edge is kept only once its transaction committed: an append that
+    rolls back after writing its tree nodes must not leave its edge behind, for the log
+    may reach that size again with other leaves (here through another ledger) before this
+    one appends from it."""
+    started.append([auditor(i) for i in range(1, 6)], check_time=False)
+    sign = started.log_signer.sign
+
+    def failing(size: int, root: bytes) -> Any:
+        raise OSError("the disk is full")
+
+    monkeypatch.setattr(started.log_signer, "sign", failing)
+    with pytest.raises(OSError):
+        started.append([auditor(i) for i in range(6, 9)], check_time=False)
+    with pytest.raises(OSError):
+        started.append_each([auditor(i) for i in range(6, 9)], check_time=False)
+    monkeypatch.setattr(started.log_signer, "sign", sign)
+    other = open_ledger(
+        str(started.engine.url.render_as_string(hide_password=False)),
+        origin=ORIGIN,
+        log_key_file=key_file,
+        registrar_key=REGISTRAR_HEX,
+        clock=lambda: NOW,
+    )
+    try:  # the same size as the rolled-back appends reached, with other leaves
+        other.append([auditor(i) for i in range(9, 12)], check_time=False)
+    finally:
+        other.engine.dispose()
+    receipt = started.append_one(auditor(12), check_time=False)
+    assert receipt["seq"] == 9
+    assert auditor_report(started).ok  # every checkpoint's root is the recomputed one
+
+
 def _count(ledger: Ledger) -> tuple[int, int, int]:
     store = ledger.last_hash_store
     assert store is not None
     return store.reads, store.writes, store.read_calls
 
 
-def test_tree_io_grows_logarithmically(started: Ledger) -> None:
+def test_tree_io_grows_logarithmically(started: Ledger, key_file: Path) -> None:
     size = 1
     next_id = 1
     measured = {}
@@ -388,14 +434,38 @@ def test_tree_io_grows_logarithmically(started: Ledger) -> None:
         consistency_io = _count(started)
         measured[target] = (append_io, inclusion_io, consistency_io)
 
-    for target, ios in measured.items():
+    for target, (append_io, *proof_ios) in measured.items():
         log_n = target.bit_length()
-        for reads, writes, calls in ios:
+        for reads, writes, calls in proof_ios:
             assert calls == 1  # one batched query per operation
             assert reads <= 2 * log_n
             assert writes <= log_n + 1
-    # the last append completed a 2^13 subtree: it wrote 14 nodes and read 13 (the frontier)
-    assert measured[2**13][0][:2] == (13, 14)
+        # an append after this ledger's own reads the tree's right edge from memory
+        reads, writes, calls = append_io
+        assert (reads, calls) == (0, 0) and writes <= log_n + 1
+    # the last append completed a 2^13 subtree: it wrote 14 nodes
+    assert measured[2**13][0][:2] == (0, 14)
+
+    # another ledger over the same database reads the right edge once (one subtree of
+    # 2^13 leaves), in one query, and then no more
+    other = open_ledger(
+        str(started.engine.url.render_as_string(hide_password=False)),
+        origin=ORIGIN,
+        log_key_file=key_file,
+        registrar_key=REGISTRAR_HEX,
+        clock=lambda: NOW,
+    )
+    try:
+        other.append_one(auditor(next_id))
+        assert _count(other) == (1, 1, 1)
+        other.append_one(auditor(next_id + 1))
+        assert _count(other) == (0, 2, 0)
+        # and the first ledger, whose edge is now out of date, reads it again
+        started.append_one(auditor(next_id + 2))
+        assert _count(started)[2] == 1
+    finally:
+        other.engine.dispose()
+    assert auditor_report(started).ok
 
 
 def test_proof_ranges_are_schema_errors(started: Ledger) -> None:
