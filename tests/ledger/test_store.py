@@ -361,15 +361,21 @@ def test_reads_do_not_wait_for_a_writer(started: Ledger) -> None:
     assert answers[0][0] == 2 and len(answers[0][1]) == 2
 
 
-def auditor_report(ledger: Ledger) -> Any:
-    from ledger.audit import audit
-
-    return audit(
-        ledger.engine,
-        origin=ledger.origin,
-        verifier_key=ledger.verifier_key,
-        registrar_key=ledger.registrar_key,
+def another_ledger(ledger: Ledger, key_file: Path) -> Ledger:
+    """A second ledger over the same database and log key (another process would be)."""
+    return open_ledger(
+        str(ledger.engine.url.render_as_string(hide_password=False)),
+        origin=ORIGIN,
+        log_key_file=key_file,
+        registrar_key=REGISTRAR_HEX,
+        clock=lambda: NOW,
     )
+
+
+def sound(ledger: Ledger) -> bool:
+    from tests.ledger.test_audit import run_audit
+
+    return run_audit(ledger).ok
 
 
 def test_a_rolled_back_append_leaves_no_right_edge_behind(
@@ -391,20 +397,14 @@ def test_a_rolled_back_append_leaves_no_right_edge_behind(
     with pytest.raises(OSError):
         started.append_each([auditor(i) for i in range(6, 9)], check_time=False)
     monkeypatch.setattr(started.log_signer, "sign", sign)
-    other = open_ledger(
-        str(started.engine.url.render_as_string(hide_password=False)),
-        origin=ORIGIN,
-        log_key_file=key_file,
-        registrar_key=REGISTRAR_HEX,
-        clock=lambda: NOW,
-    )
+    other = another_ledger(started, key_file)
     try:  # the same size as the rolled-back appends reached, with other leaves
         other.append([auditor(i) for i in range(9, 12)], check_time=False)
     finally:
         other.engine.dispose()
     receipt = started.append_one(auditor(12), check_time=False)
     assert receipt["seq"] == 9
-    assert auditor_report(started).ok  # every checkpoint's root is the recomputed one
+    assert sound(started)  # every checkpoint's root is the recomputed one
 
 
 def _count(ledger: Ledger) -> tuple[int, int, int]:
@@ -448,13 +448,7 @@ def test_tree_io_grows_logarithmically(started: Ledger, key_file: Path) -> None:
 
     # another ledger over the same database reads the right edge once (one subtree of
     # 2^13 leaves), in one query, and then no more
-    other = open_ledger(
-        str(started.engine.url.render_as_string(hide_password=False)),
-        origin=ORIGIN,
-        log_key_file=key_file,
-        registrar_key=REGISTRAR_HEX,
-        clock=lambda: NOW,
-    )
+    other = another_ledger(started, key_file)
     try:
         other.append_one(auditor(next_id))
         assert _count(other) == (1, 1, 1)
@@ -465,7 +459,7 @@ def test_tree_io_grows_logarithmically(started: Ledger, key_file: Path) -> None:
         assert _count(started)[2] == 1
     finally:
         other.engine.dispose()
-    assert auditor_report(started).ok
+    assert sound(started)
 
 
 def test_proof_ranges_are_schema_errors(started: Ledger) -> None:
