@@ -23,8 +23,7 @@ from sqlalchemy import Connection, Engine, Text, cast, func, select
 from ledger import gcpause, merkle, sigcheck, tables
 from ledger.checkpoint import open_checkpoint, parse_verifier_key
 from ledger.errors import LedgerError
-from ledger.protocol import parse_strict, split_envelope
-from ledger.rules import Prepared, admit, prepare_split
+from ledger.rules import Prepared, admit
 from ledger.state import MemoryState, StagedState
 from ledger.store import doc_text, event_subject, lot_row, lots_named, read_transaction
 
@@ -254,49 +253,25 @@ class _Audit:
             self.finish(waiting, waiting.sound()[0], total)
 
     def check(self, entry: _Entry) -> None:
-        """What an entry's stored bytes alone can say (canonical form, id, signature), for
-        an entry the worker did not find sound: sets ``entry.prepared`` if it is canonical
-        with this id, and notes what is wrong."""
-        data, seq, stored_id = entry.data, entry.seq, entry.event_id
-
-        def bad(detail: str) -> None:
-            entry.problems.append(Problem("entry", detail, seq, stored_id))
+        """What an entry's stored bytes alone can say (``sigcheck.entry_problem``: canonical
+        form, id, signature), for an entry the worker did not find sound: sets
+        ``entry.prepared`` if nothing is wrong, and notes what is."""
+        found = sigcheck.entry_problem(self.origin, entry.data, entry.event_id)
+        if isinstance(found, str):
+            entry.problems.append(Problem("entry", found, entry.seq, entry.event_id))
             entry.ends_replay = True
-
-        try:
-            body, sig = split_envelope(parse_strict(data))
-        except LedgerError as e:
-            return bad(f"the stored envelope is not a valid event: {e.detail}")
-        try:
-            # the canonical body and envelope, computed once (the envelope's canonical
-            # bytes are the body's and the signature's, as RFC 8785 composes objects)
-            prepared = prepare_split(body, sig)
-        except LedgerError as e:
-            return bad(f"the stored envelope cannot be canonicalised: {e.detail}")
-        if prepared.leaf_data != data:
-            return bad("the stored envelope is not in canonical (RFC 8785) form")
-        if prepared.event_id != stored_id:
-            return bad(f"the body hashes to {prepared.event_id}, not to the stored event id")
-        if sigcheck.first_bad(self.origin, [sigcheck.item_of(prepared)]) is not None:
-            entry.problems.append(
-                Problem(
-                    "entry",
-                    f"the signature does not verify for the origin {self.origin!r}",
-                    seq,
-                    stored_id,
-                )
-            )
-            entry.ends_replay = True
-            return None
-        entry.prepared = prepared._replace(verified_for=self.origin)
-        return None
+            return
+        entry.prepared = _prepared_sound(entry, self.origin, *found)
 
     def finish(self, chunk: _Chunk, sound: int, total: int) -> None:
         """Columns and the replay, entry by entry; the first ``sound`` entries are sound
         (``sigcheck.stored_entry_ok``), the others are checked here first."""
         for index, entry in enumerate(chunk.entries):
             if index < sound:
-                entry.prepared = _prepared_sound(entry, self.origin)
+                envelope = json.loads(entry.data)
+                entry.prepared = _prepared_sound(
+                    entry, self.origin, envelope["body"], envelope["signature"]
+                )
             else:
                 self.check(entry)
             for found in entry.problems:
@@ -561,14 +536,16 @@ class _Audit:
 _COLUMN_NAMES = ("time", "type", "actor", "subject")
 
 
-def _prepared_sound(entry: _Entry, origin: str) -> Prepared:
-    """The prepared form of an entry the worker found sound: its bytes are the canonical
-    envelope, hashing to its id, with a signature verified for ``origin``. (``json.loads``
-    reads strict JSON exactly as ``parse_strict`` does.)"""
-    envelope = json.loads(entry.data)
+def _prepared_sound(
+    entry: _Entry, origin: str, body: dict[str, Any], signature: dict[str, str]
+) -> Prepared:
+    """The prepared form of a sound entry (``sigcheck.entry_problem`` found nothing wrong):
+    its bytes are the canonical envelope of ``body`` and ``signature``, hashing to its id,
+    with a signature verified for ``origin``. (The entries the worker found sound are read
+    with ``json.loads``, which reads strict JSON exactly as ``parse_strict`` does.)"""
     return Prepared(
-        envelope["body"],
-        envelope["signature"],
+        body,
+        signature,
         sigcheck.canonical_body(entry.data),
         bytes.fromhex(entry.event_id),
         entry.event_id,

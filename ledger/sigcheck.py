@@ -37,7 +37,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from ledger.errors import LedgerError, SignatureError
 from ledger.protocol import (
@@ -87,26 +87,37 @@ def first_bad(origin: str, items: Sequence[Item]) -> int | None:
     return None
 
 
-def stored_entry_ok(origin: str, data: bytes, event_id: str) -> bool:
-    """True when ``data`` is an envelope as the log must hold it: strict JSON
-    (``parse_strict``) of the envelope's shape (``split_envelope``), in canonical form, its
-    body hashing to ``event_id`` and its signature verifying for ``origin``. False says only
-    that something fails; the audit then finds what, in its own words."""
+def entry_problem(
+    origin: str, data: bytes, event_id: str
+) -> str | tuple[dict[str, Any], dict[str, str]]:
+    """The first thing wrong with a stored entry, in the audit's words; or, when it is an
+    envelope as the log must hold it (strict JSON of the envelope's shape, in canonical
+    form, its body hashing to ``event_id``, its signature verifying for ``origin``), its
+    body and signature."""
     try:
         body, sig = split_envelope(parse_strict(data))
+    except LedgerError as e:
+        return f"the stored envelope is not a valid event: {e.detail}"
+    try:
         # the body as the reader returned it, the signature two strings: canonical_parsed
-        if canonical_parsed({"body": body, "signature": sig}) != data:
-            return False
-    except LedgerError:
-        return False
+        envelope = canonical_parsed({"body": body, "signature": sig})
+    except LedgerError as e:
+        return f"the stored envelope cannot be canonicalised: {e.detail}"
+    if envelope != data:
+        return "the stored envelope is not in canonical (RFC 8785) form"
     digest = sha256(canonical_body(data))
     if digest.hex() != event_id:
-        return False
+        return f"the body hashes to {digest.hex()}, not to the stored event id"
     try:
         verify_signature(origin, digest, sig["key"], sig["value"])
     except SignatureError:
-        return False
-    return True
+        return f"the signature does not verify for the origin {origin!r}"
+    return body, sig
+
+
+def stored_entry_ok(origin: str, data: bytes, event_id: str) -> bool:
+    """True when ``entry_problem`` finds nothing wrong with the stored entry."""
+    return not isinstance(entry_problem(origin, data, event_id), str)
 
 
 def canonical_body(data: bytes) -> bytes:
