@@ -470,11 +470,12 @@ class _Audit:
             return {(r[:key] if key > 1 else r[0]): r[key:] for r in rows}
 
         have, want = by_key(stored), by_key(expected)
-        if doc:
-            have = {
-                k: v if want.get(k) == v else (*v[:-1], _json_value(v[-1])) for k, v in have.items()
-            }
-            want = {k: (*v[:-1], json.loads(v[-1])) for k, v in want.items()}
+        if doc:  # a row whose text is not the replay's is compared again as JSON values
+            for k, v in have.items():
+                w = want.get(k)
+                if w is not None and w != v:
+                    have[k] = (*v[:-1], _json_value(v[-1]))
+                    want[k] = (*w[:-1], json.loads(w[-1]))
         self.compare(what, have, want)
 
     def projections(self) -> None:

@@ -303,6 +303,30 @@ def test_docs_written_as_plain_json_audit_alike(logged: tuple[Ledger, Any, Path]
     assert [p.detail for p in report.problems] == [f"lot {lot!r} differs from a replay of the log"]
 
 
+def test_one_doc_in_another_form_leaves_the_others_alone(logged: tuple[Ledger, Any, Path]) -> None:
+    """One doc whose text is not the replay's (its keys in another order, as a body posted
+    in another key order leaves them) is compared as a JSON value, and the docs whose text
+    is exactly the replay's are not named for it; a changed value is named alone."""
+    led, w, _ = logged
+    actors = tables.actors
+    first, second = sorted(w.ledger.state.actors)[:2]
+    with led.engine.begin() as conn:
+        doc = conn.execute(select(actors.c.doc).where(actors.c.id == first)).scalar_one()
+        reordered = dict(reversed(doc.items()))
+        conn.execute(actors.update().where(actors.c.id == first).values(doc=reordered))
+    assert run_audit(led).ok
+
+    with led.engine.begin() as conn:
+        doc = conn.execute(select(actors.c.doc).where(actors.c.id == second)).scalar_one()
+        conn.execute(
+            actors.update().where(actors.c.id == second).values(doc={**doc, "name": "Other"})
+        )
+    report = run_audit(led)
+    assert [p.detail for p in report.problems] == [
+        f"actor {second!r} differs from a replay of the log"
+    ]
+
+
 def test_an_engine_without_the_serializer_refuses_a_doc_text(tmp_path: Path) -> None:
     engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path}/plain.db")
     tables.metadata.create_all(engine)
