@@ -74,6 +74,7 @@ from ledger.state import (
     LotState,
     SiteState,
     StagedState,
+    private_copy,
 )
 
 #: the key of the PostgreSQL advisory lock every write transaction holds ("goldtrail")
@@ -412,6 +413,12 @@ _LOOKUPS: dict[str, tuple[Any, tuple[Any, ...]]] = {
 }
 
 
+#: the kinds of rows an append may take from what the same ledger's last committed append
+#: read (actors, sites and the owners of keys and prefixes change rarely; lots and events
+#: are read fresh)
+_KEPT = ("actor", "site", "key", "prefix")
+
+
 def _lookup_value(kind: str, row: Any) -> Any:
     if kind != "event":
         return row[1]
@@ -584,10 +591,13 @@ class SqlState:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._cache: dict[str, dict[str, Any]] = {kind: {} for kind in _LOOKUPS}
+        self._size: int | None = None
 
     def size(self) -> int:
-        """Number of events in the log."""
-        return log_size(self.conn)
+        """Number of events in the log (read once, like every other read, until ``apply``)."""
+        if self._size is None:
+            self._size = log_size(self.conn)
+        return self._size
 
     def _get(self, kind: str, key: str) -> Any:
         cache = self._cache[kind]
@@ -621,6 +631,18 @@ class SqlState:
             for key in chunk:
                 cache.setdefault(key, None)
 
+    def reads(self) -> dict[str, dict[str, Any]]:
+        """What this state has read so far of the kinds a later transaction may reuse
+        (``_KEPT``): per kind, key -> value (None for a row not found). Call before
+        ``apply``, which forgets every read."""
+        return {kind: self._cache[kind] for kind in _KEPT}
+
+    def recall(self, reads: dict[str, dict[str, Any]]) -> None:
+        """Take ``reads`` (from ``reads`` of an earlier transaction) as already read: the
+        caller vouches that nothing they cover has changed since."""
+        for kind, rows in reads.items():
+            self._cache[kind].update(rows)
+
     def prefetch(self, envelopes: Iterable[object]) -> None:
         """Load, in a few queries, every row the rules may read for these envelopes.
 
@@ -639,19 +661,25 @@ class SqlState:
                     names["actor"].add(doc["offer"]["to"])
         self._load("site", names["site"])
         for doc in self._cache["site"].values():
-            if doc is not None:
+            if isinstance(doc, SiteState):  # kept from an earlier append (``recall``)
+                names["actor"].add(doc.operator)
+            elif doc is not None:
                 names["actor"].add(doc["operator"])
         for kind in ("actor", "key", "prefix"):
             self._load(kind, names[kind])
 
     def actor(self, actor_id: str) -> ActorState | None:
-        """The actor, or None."""
+        """A copy of the actor, or None."""
         doc = self._get("actor", actor_id)
+        if isinstance(doc, ActorState):  # kept from an earlier append (``recall``)
+            return private_copy(doc)
         return None if doc is None else ActorState.model_validate(doc)
 
     def site(self, site_id: str) -> SiteState | None:
-        """The site, or None."""
+        """A copy of the site, or None."""
         doc = self._get("site", site_id)
+        if isinstance(doc, SiteState):
+            return private_copy(doc)
         return None if doc is None else SiteState.model_validate(doc)
 
     def lot(self, lot_id: str) -> LotState | None:
@@ -689,6 +717,7 @@ class SqlState:
         Raises whatever the database raises (a key or prefix claimed twice, for one).
         """
         self._cache = {kind: {} for kind in _LOOKUPS}
+        self._size = None
         conn = self.conn
         _upsert(
             conn,
@@ -894,6 +923,10 @@ class Ledger:
         #: the right edge of the tree after this ledger's last committed append: the next
         #: append reads it from here instead of the database if the size is still the same
         self._frontier: Frontier | None = None
+        #: the log's size after this ledger's last committed append, and the actors, sites,
+        #: key owners and prefix owners that append read and did not change: the next
+        #: append takes them from here if the size is still the same
+        self._kept: tuple[int, dict[str, dict[str, Any]]] | None = None
 
     @property
     def verifier_key(self) -> str:
@@ -906,6 +939,36 @@ class Ledger:
         return store
 
     # -- writing -----------------------------------------------------------------------
+
+    def _state(self, conn: Connection) -> SqlState:
+        """The projections as a write transaction sees them, with what this ledger's last
+        committed append read and left unchanged, if nothing was appended since (by this
+        ledger or any other: the log only grows, and every projection row changes only
+        with an append)."""
+        state = SqlState(conn)
+        kept = self._kept
+        if kept is not None and kept[0] == state.size():
+            state.recall(kept[1])
+        return state
+
+    def _keep(self, size: int, reads: dict[str, dict[str, Any]], changes: Changes) -> None:
+        """After a commit that left the log at ``size``: keep the rows the append read
+        (found ones only), and what it wrote in their place (an actor's or a site's new
+        state as the object it wrote: staged objects are never changed in place, and
+        ``SqlState`` hands out copies)."""
+        written: dict[str, dict[str, Any]] = {
+            "actor": changes.actors,
+            "site": changes.sites,
+            "key": changes.keys,
+            "prefix": changes.prefixes,
+        }
+        self._kept = (
+            size,
+            {
+                kind: {k: v for k, v in rows.items() if v is not None} | written[kind]
+                for kind, rows in reads.items()
+            },
+        )
 
     def append(
         self, envelopes: Sequence[object], *, batch: bool = True, check_time: bool = True
@@ -971,7 +1034,7 @@ class Ledger:
         and a false answer rolls the transaction back (the worker checks the signatures
         while this thread runs the rules and writes the rows)."""
         with write_transaction(self.engine) as conn:
-            state = SqlState(conn)
+            state = self._state(conn)
             state.prefetch(items)
             staged = StagedState(state)
             start = staged.size()
@@ -987,6 +1050,7 @@ class Ledger:
             leaves = {a.event_id: merkle.leaf_hash(a.leaf_data) for a in new}
             frontier = None
             if new:
+                reads = state.reads()
                 note, frontier = self._write(
                     conn, state, staged.changes, new, leaves, start, before_signing=all_verified
                 )
@@ -999,6 +1063,7 @@ class Ledger:
             receipts = self._receipts(conn, admitted, leaves, start, note)
         if frontier is not None:  # committed
             self._frontier = frontier
+            self._keep(size, reads, staged.changes)
         return AppendResult(receipts, note, size, bool(new), [a.existing is None for a in admitted])
 
     def append_one(self, envelope: object, *, check_time: bool = True) -> Receipt:
@@ -1453,7 +1518,7 @@ class Ledger:
         items = [_prepared_or_raw(envelope) for envelope in envelopes]
         outcomes: list[Admitted | LedgerError] = []
         with write_transaction(self.engine) as conn:
-            state = SqlState(conn)
+            state = self._state(conn)
             state.prefetch(items)
             staged = StagedState(state)
             start = staged.size()
@@ -1476,6 +1541,7 @@ class Ledger:
             size = start + len(new)
             frontier = None
             if new:
+                reads = state.reads()
                 note, frontier = self._write(conn, state, staged.changes, new, leaves, start)
             elif accepted:
                 note = self._latest_note(conn, size)
@@ -1484,6 +1550,7 @@ class Ledger:
             receipts = iter(self._receipts(conn, accepted, leaves, start, note))
         if frontier is not None:  # committed
             self._frontier = frontier
+            self._keep(size, reads, staged.changes)
         results: list[AppendResult | LedgerError] = []
         for o in outcomes:
             if isinstance(o, LedgerError):

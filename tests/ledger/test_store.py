@@ -407,6 +407,90 @@ def test_a_rolled_back_append_leaves_no_right_edge_behind(
     assert sound(started)  # every checkpoint's root is the recomputed one
 
 
+def auditor_key(i: int) -> nacl.signing.SigningKey:
+    return nacl.signing.SigningKey(hashlib.sha256(b"auditor-%d" % i).digest())
+
+
+def revoke(i: int, time: str = T) -> dict[str, Any]:
+    """The registrar revokes auditor ``i``."""
+    body = {
+        "v": 1,
+        "type": "actor.revoked",
+        "actor": "registrar",
+        "subject": f"auditor-{i:05d}",
+        "reason": "Licence withdrawn",
+        "time": time,
+    }
+    return sign_body(body, REGISTRAR, ORIGIN)
+
+
+def own_profile(i: int, members: int, time: str = T) -> dict[str, Any]:
+    """Auditor ``i`` updates its own profile (allowed while it is active)."""
+    body = {
+        "v": 1,
+        "type": "actor.updated",
+        "actor": f"auditor-{i:05d}",
+        "subject": f"auditor-{i:05d}",
+        "profile": {"women_led": True, "members": {"women": 1, "total": members}},
+        "time": time,
+    }
+    return sign_body(body, auditor_key(i), ORIGIN)
+
+
+def test_an_append_sees_what_another_ledger_changed(started: Ledger, key_file: Path) -> None:
+    """A ledger takes the actors and sites its last committed append read from memory only
+    while the log is at the size that append left: a revocation appended by another ledger
+    (another process) in between is seen, and so is one of its own."""
+    started.append([auditor(1), auditor(2)], check_time=False)
+    started.append_one(own_profile(1, 5), check_time=False)  # read and kept: auditor 1
+    other = another_ledger(started, key_file)
+    try:
+        other.append_one(revoke(1), check_time=False)
+    finally:
+        other.engine.dispose()
+    for append in (started.append_one, lambda e, **kw: started.append_each([e], **kw)[0]):
+        outcome: Any
+        try:
+            outcome = append(own_profile(1, 6), check_time=False)
+        except LedgerError as e:
+            outcome = e
+        assert isinstance(outcome, LedgerError) and outcome.code == "key_inactive"
+    started.append_one(own_profile(2, 5), check_time=False)
+    started.append_each([revoke(2)], check_time=False)
+    with pytest.raises(LedgerError) as refused:
+        started.append_one(own_profile(2, 6), check_time=False)
+    assert refused.value.code == "key_inactive"
+    assert sound(started)
+
+
+def test_a_rolled_back_append_leaves_no_reads_behind(
+    started: Ledger, key_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What an append read and wrote is kept only once its transaction committed: a
+    revocation rolled back must not be taken as the actor's state when the log reaches
+    that size again through another ledger."""
+    started.append([auditor(1)], check_time=False)
+    started.append_one(own_profile(1, 5), check_time=False)
+    sign = started.log_signer.sign
+
+    def failing(size: int, root: bytes) -> Any:
+        raise OSError("the disk is full")
+
+    monkeypatch.setattr(started.log_signer, "sign", failing)
+    for append in (started.append, started.append_each):
+        with pytest.raises(OSError):
+            append([revoke(1)], check_time=False)
+    monkeypatch.setattr(started.log_signer, "sign", sign)
+    other = another_ledger(started, key_file)
+    try:  # the size the rolled-back revocation reached, with another event
+        other.append_one(auditor(9), check_time=False)
+    finally:
+        other.engine.dispose()
+    receipt = started.append_one(own_profile(1, 6), check_time=False)
+    assert receipt["seq"] == 4
+    assert sound(started)
+
+
 def _count(ledger: Ledger) -> tuple[int, int, int]:
     store = ledger.last_hash_store
     assert store is not None
