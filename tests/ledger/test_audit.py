@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, Text, select, text
 from ledger import tables
 from ledger.audit import AuditReport, audit
 from ledger.checkpoint import LogSigner
+from ledger.errors import LedgerError
 from ledger.protocol import public_key_hex
 from ledger.store import DocText, Ledger, doc_text, open_ledger
 from tests import factories
@@ -325,6 +326,51 @@ def test_one_doc_in_another_form_leaves_the_others_alone(logged: tuple[Ledger, A
     assert [p.detail for p in report.problems] == [
         f"actor {second!r} differs from a replay of the log"
     ]
+
+
+def _reversed_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _reversed_keys(v) for k, v in reversed(value.items())}
+    if isinstance(value, list):
+        return [_reversed_keys(v) for v in value]
+    return value
+
+
+def test_a_log_posted_in_another_key_order_audits_green(database_url: str, tmp_path: Path) -> None:
+    """Clients may send an event's objects with their keys in any order (the signature is
+    over the canonical body): the projections then hold the posted order, the log the
+    canonical one, and the audit finds them equal."""
+    w = build_world()
+    led = open_ledger(
+        database_url,
+        origin=w.origin,
+        log_key_file=tmp_path / "log.key",
+        registrar_key=public_key_hex(w.registrar_key),
+        clock=lambda: NOW,
+    )
+    try:
+        envelopes = [_reversed_keys(e) for e in w.envelopes()]
+        half = len(envelopes) // 2
+        led.append(envelopes[:half], check_time=False)
+        for e in envelopes[half:]:
+            outcome = led.append_each([e], check_time=False)[0]
+            assert not isinstance(outcome, LedgerError), outcome
+        st = w.ledger.state
+        replayed = {
+            doc_text(x).text for x in (*st.actors.values(), *st.sites.values(), *st.lots.values())
+        }
+        with led.engine.connect() as conn:
+            docs = [
+                str(d)
+                for table in (tables.actors, tables.sites, tables.lots)
+                for d in conn.execute(select(sqlalchemy.cast(table.c.doc, Text))).scalars()
+            ]
+        assert len(docs) == len(replayed)
+        assert any(d not in replayed for d in docs)  # the posted order is what was stored
+        report = run_audit(led)
+        assert report.ok, report.problems
+    finally:
+        led.engine.dispose()
 
 
 def test_an_engine_without_the_serializer_refuses_a_doc_text(tmp_path: Path) -> None:
