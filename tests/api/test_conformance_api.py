@@ -3,13 +3,17 @@
 - "Lists take ``limit`` ... and ``cursor``, and answer ``{items, next}``": a generic client
   pages every list the same way, sending the previous ``next`` as ``cursor``; that holds for
   ``GET /v1/log/entries`` too, whose ``next`` is the next start (``start`` still works);
+- "JSON over HTTP": a 405 problem names the methods the resource allows in ``Allow``, as
+  HTTP requires of every 405 (RFC 9110, section 15.5.6).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .conftest import Api, refusal
+import pytest
+
+from .conftest import Api, check_problem, refusal
 
 
 def _page_with_cursor(api: Api, path: str, limit: int) -> list[dict[str, Any]]:
@@ -56,3 +60,26 @@ def test_log_entries_page_with_cursor_like_every_list(sqlite_api: Api) -> None:
     refusal(api, lambda: api.client.get("/v1/log/entries?start=1&cursor=3"), 422, "schema")
     same = api.client.get("/v1/log/entries?start=3&cursor=3&limit=2")
     assert same.status_code == 200 and [e["seq"] for e in same.json()["items"]] == [3, 4]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/v1/log", {"GET"}),
+        ("POST", "/v1/log/entries", {"GET"}),
+        ("PUT", "/v1/lots/COOP-0001", {"GET"}),
+        ("GET", "/v1/events", {"POST"}),
+        ("GET", "/v1/events/batch", None),  # GET /v1/events/{event_id}: an unknown event
+        ("DELETE", "/v1/events/batch", {"POST"}),
+    ],
+)
+def test_405_names_the_allowed_methods(
+    sqlite_api: Api, method: str, path: str, allowed: set[str] | None
+) -> None:
+    response = sqlite_api.client.request(method, path)
+    if allowed is None:
+        check_problem(response, 404, "unknown_event")
+        return
+    problem = check_problem(response, 405, "method_not_allowed")
+    assert method in problem["detail"]
+    assert {m.strip() for m in response.headers["allow"].split(",")} >= allowed
