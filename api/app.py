@@ -23,7 +23,7 @@ from api.qr import label_png, label_url, qr_png, qr_svg
 from api.reports import router as reports_router
 from api.runtime import Runtime
 from api.settings import Settings
-from ledger.errors import NotFoundError
+from ledger.errors import NotFoundError, SchemaError
 from ledger.protocol import canonical
 
 ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 422)
@@ -35,6 +35,8 @@ SEQ_MAX = 2**63 - 1
 ACTOR_ID = re.compile(r"[a-z0-9][a-z0-9-]{2,63}")
 LOT_ID = re.compile(r"[A-Z0-9][A-Z0-9-]{3,47}")
 EVENT_ID = re.compile(r"[0-9a-f]{64}")
+#: a ``next`` of ``GET /v1/log/entries`` sent back as ``cursor``: a seq in decimal
+SEQ_CURSOR = re.compile(r"0|[1-9][0-9]{0,18}")
 ACTOR_ID_PATTERN = "^[a-z0-9][a-z0-9-]{2,63}$"
 
 
@@ -212,11 +214,27 @@ def get_checkpoint(runtime: RuntimeDep) -> Response:
     responses=_problem_responses(422),
 )
 def list_entries(
+    request: Request,
     runtime: RuntimeDep,
     start: Annotated[int, Query(ge=0, le=SEQ_MAX)] = 0,
     limit: Limit = LIMIT_DEFAULT,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=200, description="from the previous `next` (the same as `start`)"),
+    ] = None,
 ) -> dict[str, Any]:
-    """Log entries from ``start``, oldest first."""
+    """Log entries from ``start``, oldest first.
+
+    Like every list (PROTOCOL.md section 6) it also takes the previous ``next`` as
+    ``cursor``: here ``next`` is the next start, so ``cursor`` is another name for ``start``.
+    """
+    if cursor is not None:
+        at = int(cursor) if SEQ_CURSOR.fullmatch(cursor) else -1
+        if not 0 <= at <= SEQ_MAX:
+            raise SchemaError("cursor: this is not a cursor this server gave out.")
+        if "start" in request.query_params and start != at:
+            raise SchemaError("start and cursor name two places in the log: send one of them.")
+        start = at
     items, next_start = runtime.ledger.entries(start, _limit(limit))
     return {"items": items, "next": next_start}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -44,9 +45,15 @@ TITLES = {
 
 
 def problem(
-    status: int, code: str, detail: str, *, index: int | None = None, **extra: Any
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    index: int | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
-    """Build a problem+json response with goldtrail's machine ``code``."""
+    """Build a problem+json response with goldtrail's machine ``code`` (and ``headers``)."""
     body: dict[str, Any] = {
         "type": f"urn:goldtrail:problem:{code}",
         "title": TITLES.get(status, "Error"),
@@ -59,7 +66,10 @@ def problem(
     body.update(extra)
     # the header lets the metrics middleware count refusals by code without parsing bodies
     return JSONResponse(
-        body, status_code=status, media_type=PROBLEM_TYPE, headers={"x-goldtrail-code": code}
+        body,
+        status_code=status,
+        media_type=PROBLEM_TYPE,
+        headers={**(headers or {}), "x-goldtrail-code": code},
     )
 
 
@@ -83,10 +93,12 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             return problem(404, "not_found", f"There is nothing at {request.url.path}.")
         if exc.status_code == 405:
+            # RFC 9110: a 405 names the allowed methods in Allow (Starlette puts it in headers)
             return problem(
                 405,
                 "method_not_allowed",
                 f"{request.method} is not allowed on {request.url.path}.",
+                headers=exc.headers,
             )
         return problem(exc.status_code, "http_error", str(exc.detail))
 

@@ -226,6 +226,7 @@ def _decode(image: Image.Image) -> str:
     results = zxingcpp.read_barcodes(image)
     assert len(results) == 1, results
     assert results[0].format == zxingcpp.BarcodeFormat.QRCode
+    assert results[0].ec_level == "M"  # section 7: error correction M
     text: str = results[0].text
     return text
 

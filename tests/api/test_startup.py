@@ -20,6 +20,7 @@ from typing import Any
 
 import nacl.signing
 import pytest
+from fastapi.testclient import TestClient
 
 import api.server
 from api.runtime import REGISTRAR_KEY_NAME
@@ -243,3 +244,45 @@ def test_configured_registrar_key_waits_for_seq_0(
     )
     assert api.post(registered).status_code == 201
     assert api.post(seq0).status_code == 200  # seq 0 re-posted: its receipt
+
+
+def test_serve_with_no_settings_uses_the_defaults_of_section_8(
+    serve: Callable[..., tuple[int, str, list[Any]]],
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """No GOLDTRAIL_* variable at all: every default of the table of section 8."""
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level("INFO")
+    code, err, started = serve(capsys)
+    assert code == 0 and len(started) == 1, err
+    # GOLDTRAIL_DATABASE_URL sqlite:///./goldtrail.db, GOLDTRAIL_LOG_KEY_FILE
+    # ./goldtrail-log.key (created, mode 0600, for the empty log)
+    assert (tmp_path / "goldtrail.db").is_file()
+    log_key = tmp_path / "goldtrail-log.key"
+    assert _mode(log_key) == 0o600
+    # GOLDTRAIL_REGISTRAR_KEY unset on an empty log: a registrar key next to the log key
+    # (mode 0600) signed seq 0, and the server said where the key file is
+    registrar_file = tmp_path / REGISTRAR_KEY_NAME
+    assert _mode(registrar_file) == 0o600
+    assert any(str(registrar_file) in r.getMessage() for r in caplog.records), caplog.text
+    app = started[0]
+    try:
+        with TestClient(app) as client:
+            log = client.get("/v1/log").json()
+            # GOLDTRAIL_ORIGIN goldtrail.localhost/log: the origin and the checkpoints' key name
+            assert log["origin"] == "goldtrail.localhost/log"
+            assert (
+                log["verifier_key"]
+                == LogSigner("goldtrail.localhost/log", bytes.fromhex(_seed(log_key))).verifier_key
+            )
+            checkpoint = client.get("/v1/log/checkpoint").text
+            assert checkpoint.startswith("goldtrail.localhost/log\n1\n")
+            registrar = signing_key_from_seed(_seed(registrar_file))
+            assert log["registrar_key"] == public_key_hex(registrar)
+            # GOLDTRAIL_PUBLIC_URL http://127.0.0.1:8000: the base of the URLs in QR codes
+            assert log["public_url"] == "http://127.0.0.1:8000"
+    finally:
+        app.state.runtime.store.engine.dispose()
