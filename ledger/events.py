@@ -516,7 +516,6 @@ Mass = Annotated[int, Strict(), Field(ge=1, le=MAX_MASS_MG)]
 AmountMg = Annotated[int, Strict(), Field(ge=0, le=MAX_MASS_MG)]
 Fineness = Annotated[int, Strict(), Field(ge=1, le=MAX_PPM)]
 Version = Annotated[int, Strict(), AfterValidator(_check_version)]
-Days = Annotated[int, Strict(), Field(ge=1, le=MAX_COUNT)]
 Year = Annotated[int, Strict(), Field(ge=1, le=9999)]
 Flag = Annotated[bool, Strict()]
 
@@ -703,10 +702,11 @@ class DailyIncome(_Model):
 
 
 class GbvReports(_Model):
-    """Reports of gender-based violence at a site over a period of days (≥ 1)."""
+    """Reports of gender-based violence at a site over a period of days: two counts, each
+    ≥ 0 (PROTOCOL.md section 5: site indicators are counts and money only)."""
 
     count: Count
-    period_days: Days
+    period_days: Count
 
 
 class Extracted(_Model):

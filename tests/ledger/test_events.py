@@ -454,7 +454,7 @@ def test_limits_themselves_are_accepted() -> None:
     parse_body(_mutated("lot.processed", "mercury_used_mg", 10**12))
     parse_body(_mutated("lot.processed", "mercury_recovered_mg", 0))
     parse_body(_mutated("site.assessed", "mercury_exposure_pregnant", 2**53 - 1))
-    parse_body(_mutated("site.assessed", "gbv_reports.period_days", 1))
+    parse_body(_mutated("site.assessed", "gbv_reports.period_days", 0))
     parse_body(_mutated("site.registered", "location", {"lat": "-90.00000", "lon": "180.0"}))
     parse_body(_mutated("site.registered", "location", {"lat": "90.0", "lon": "-180.00000"}))
     parse_body(_mutated("site.registered", "location", {"lat": "-0.5", "lon": "000.1"}))
@@ -616,7 +616,7 @@ REFUSALS: list[tuple[str, str, Any, str]] = [
     ("site.assessed", "women_owned.pits", -1, "women_owned.pits"),
     ("site.assessed", "women_owned.processing_units", "1", "women_owned.processing_units"),
     ("site.assessed", "gbv_reports.count", -1, "gbv_reports.count"),
-    ("site.assessed", "gbv_reports.period_days", 0, "gbv_reports.period_days"),
+    ("site.assessed", "gbv_reports.period_days", -1, "gbv_reports.period_days"),
     ("site.assessed", "mercury_exposure_pregnant", -1, "mercury_exposure_pregnant"),
     ("lot.processed", "outputs.0.bar.year", 0, "outputs[0].bar.year"),
     ("lot.processed", "outputs.0.bar.year", "2026", "outputs[0].bar.year"),
