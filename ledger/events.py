@@ -667,17 +667,12 @@ class WomenMen(_Model):
 
 
 class Profile(_Model):
-    """An organisation's gender profile (counts only); at least one field is present."""
+    """An organisation's gender profile (counts only): all three fields, none of which
+    PROTOCOL.md section 5 marks optional; an update replaces the whole profile."""
 
-    women_led: Flag | None = None
-    members: WomenTotal | None = None
-    leaders: WomenTotal | None = None
-
-    @model_validator(mode="after")
-    def _something(self) -> Self:
-        if self.women_led is None and self.members is None and self.leaders is None:
-            raise _fail("must give at least one of women_led, members or leaders")
-        return self
+    women_led: Flag
+    members: WomenTotal
+    leaders: WomenTotal
 
 
 class Location(_Model):
