@@ -83,7 +83,11 @@ def test_a_full_profile_is_accepted_and_replaces_the_old_one(signer: str) -> Non
     w = World.standard()
     w.register_actor("coop-new", ["cooperative"], profile=FULL_PROFILE)
     assert w.actor("coop-new").profile == FULL_PROFILE
-    new = {"women_led": False, "members": {"women": 0, "total": 0}, "leaders": {"women": 0, "total": 1}}
+    new = {
+        "women_led": False,
+        "members": {"women": 0, "total": 0},
+        "leaders": {"women": 0, "total": 1},
+    }
     w.update_actor("trader", signer=signer, profile=new)
     assert w.actor("trader").profile == new
 
