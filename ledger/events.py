@@ -516,7 +516,6 @@ Mass = Annotated[int, Strict(), Field(ge=1, le=MAX_MASS_MG)]
 AmountMg = Annotated[int, Strict(), Field(ge=0, le=MAX_MASS_MG)]
 Fineness = Annotated[int, Strict(), Field(ge=1, le=MAX_PPM)]
 Version = Annotated[int, Strict(), AfterValidator(_check_version)]
-Days = Annotated[int, Strict(), Field(ge=1, le=MAX_COUNT)]
 Year = Annotated[int, Strict(), Field(ge=1, le=9999)]
 Flag = Annotated[bool, Strict()]
 
@@ -668,17 +667,12 @@ class WomenMen(_Model):
 
 
 class Profile(_Model):
-    """An organisation's gender profile (counts only); at least one field is present."""
+    """An organisation's gender profile (counts only): all three fields, none of which
+    PROTOCOL.md section 5 marks optional; an update replaces the whole profile."""
 
-    women_led: Flag | None = None
-    members: WomenTotal | None = None
-    leaders: WomenTotal | None = None
-
-    @model_validator(mode="after")
-    def _something(self) -> Self:
-        if self.women_led is None and self.members is None and self.leaders is None:
-            raise _fail("must give at least one of women_led, members or leaders")
-        return self
+    women_led: Flag
+    members: WomenTotal
+    leaders: WomenTotal
 
 
 class Location(_Model):
@@ -703,10 +697,11 @@ class DailyIncome(_Model):
 
 
 class GbvReports(_Model):
-    """Reports of gender-based violence at a site over a period of days (≥ 1)."""
+    """Reports of gender-based violence at a site over a period of days: two counts, each
+    ≥ 0 (PROTOCOL.md section 5: site indicators are counts and money only)."""
 
     count: Count
-    period_days: Days
+    period_days: Count
 
 
 class Extracted(_Model):

@@ -38,6 +38,12 @@ from .conftest import (
 Event = factories.Event
 HEX0 = "0" * 64
 RANDOM_EVENT = "ab" * 32
+#: a valid profile (section 5: women_led, members and leaders, none optional)
+PROFILE = {
+    "women_led": True,
+    "members": {"women": 3, "total": 10},
+    "leaders": {"women": 1, "total": 3},
+}
 
 
 @dataclass
@@ -161,7 +167,7 @@ CASES: dict[str, tuple[int, str, Builder]] = {
     "key_inactive_revoked": (
         401,
         "key_inactive",
-        lambda a: a.w.update_actor("gone", signer="gone", post=False, profile={"women_led": True}),
+        lambda a: a.w.update_actor("gone", signer="gone", post=False, profile=PROFILE),
     ),
     "key_inactive_rotated": (
         401,
@@ -170,7 +176,7 @@ CASES: dict[str, tuple[int, str, Builder]] = {
             "trader2",
             signer="trader2",
             post=False,
-            profile={"women_led": True},
+            profile=PROFILE,
             key=a.w.old_keys["trader2"][0],
         ),
     ),

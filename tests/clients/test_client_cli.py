@@ -528,6 +528,8 @@ def test_registrar_commands(runner: Any, fake: Any, tmp_path: Path, clock: Any) 
         read_public(coop)[1],
         "--members",
         "41:58",
+        "--leaders",
+        "5:7",
         "--women-led",
         "--licence-number",
         "CD-1",

@@ -135,7 +135,11 @@ VALID: dict[str, dict[str, Any]] = {
         "name": "Coopérative REAFECOM",
         "roles": ["cooperative", "trader"],
         "licence": {"number": "CD-0148", "issuer": "SAEMAPE Ituri", "valid_until": "2028-06-30"},
-        "profile": {"members": {"women": 45, "total": 60}},
+        "profile": {
+            "women_led": True,
+            "members": {"women": 45, "total": 60},
+            "leaders": {"women": 4, "total": 7},
+        },
     },
     "actor.key_rotated": {
         **COMMON,
@@ -454,7 +458,7 @@ def test_limits_themselves_are_accepted() -> None:
     parse_body(_mutated("lot.processed", "mercury_used_mg", 10**12))
     parse_body(_mutated("lot.processed", "mercury_recovered_mg", 0))
     parse_body(_mutated("site.assessed", "mercury_exposure_pregnant", 2**53 - 1))
-    parse_body(_mutated("site.assessed", "gbv_reports.period_days", 1))
+    parse_body(_mutated("site.assessed", "gbv_reports.period_days", 0))
     parse_body(_mutated("site.registered", "location", {"lat": "-90.00000", "lon": "180.0"}))
     parse_body(_mutated("site.registered", "location", {"lat": "90.0", "lon": "-180.00000"}))
     parse_body(_mutated("site.registered", "location", {"lat": "-0.5", "lon": "000.1"}))
@@ -473,7 +477,17 @@ def test_limits_themselves_are_accepted() -> None:
     parse_body(_mutated("site.assessed", "findings", []))
     parse_body(_mutated("lot.registered", "producers.women_roles", []))
     parse_body(_mutated("lot.registered", "state_payments", []))
-    parse_body(_mutated("actor.updated", "profile", {"women_led": False}))
+    parse_body(
+        _mutated(
+            "actor.updated",
+            "profile",
+            {
+                "women_led": False,
+                "members": {"women": 0, "total": 0},
+                "leaders": {"women": 0, "total": 0},
+            },
+        )
+    )
     parse_body(_mutated("lot.registered", "time", "2028-02-29T23:59:59Z"))
     parse_body(_mutated("lot.registered", "tag", "Tag\u200dJoiner"))  # a format char, not Cc
 
@@ -616,7 +630,7 @@ REFUSALS: list[tuple[str, str, Any, str]] = [
     ("site.assessed", "women_owned.pits", -1, "women_owned.pits"),
     ("site.assessed", "women_owned.processing_units", "1", "women_owned.processing_units"),
     ("site.assessed", "gbv_reports.count", -1, "gbv_reports.count"),
-    ("site.assessed", "gbv_reports.period_days", 0, "gbv_reports.period_days"),
+    ("site.assessed", "gbv_reports.period_days", -1, "gbv_reports.period_days"),
     ("site.assessed", "mercury_exposure_pregnant", -1, "mercury_exposure_pregnant"),
     ("lot.processed", "outputs.0.bar.year", 0, "outputs[0].bar.year"),
     ("lot.processed", "outputs.0.bar.year", "2026", "outputs[0].bar.year"),
@@ -735,7 +749,10 @@ REFUSALS: list[tuple[str, str, Any, str]] = [
     ("actor.registered", "profile.leaders", {"women": 8, "total": 7}, "profile.leaders.women"),
     ("actor.updated", "profile.leaders", {"women": 1, "total": 0}, "profile.leaders.women"),
     ("site.assessed", "leadership", {"women": 8, "total": 7}, "leadership.women"),
-    ("actor.registered", "profile", {}, "profile"),
+    ("actor.registered", "profile", {}, "profile.women_led"),
+    ("actor.registered", "profile.women_led", DELETE, "profile.women_led"),
+    ("actor.updated", "profile.members", DELETE, "profile.members"),
+    ("actor.updated", "profile.leaders", DELETE, "profile.leaders"),
     ("lot.processed", "mercury_recovered_mg", 11, "mercury_recovered_mg"),
     ("lot.processed", "mercury_used_mg", DELETE, "mercury_recovered_mg"),
     ("lot.registered", "payment.to_women.currency", "USD", "payment.to_women.currency"),

@@ -36,6 +36,12 @@ Event = F.Event
 out = F.out
 
 GHOST_EVENT = "ab" * 32
+#: a profile as section 5 gives it: women_led, members and leaders, none optional
+PROFILE = {
+    "women_led": True,
+    "members": {"women": 3, "total": 10},
+    "leaders": {"women": 1, "total": 3},
+}
 #: an on-curve point outside the prime-order subgroup (a valid key plus the point of order 2)
 MIXED_ORDER_KEY = bytes(
     nacl.bindings.crypto_core_ed25519_add(
@@ -1304,25 +1310,25 @@ PERMISSIONS: list[tuple[str, str, Callable[[Any, str], Any], str | None]] = [
     (
         "actor.updated profile",
         "registrar",
-        lambda w, s: w.update_actor("trader", signer=s, profile={"women_led": True}, post=False),
+        lambda w, s: w.update_actor("trader", signer=s, profile=PROFILE, post=False),
         None,
     ),
     (
         "actor.updated profile",
         "trader",
-        lambda w, s: w.update_actor("trader", signer=s, profile={"women_led": True}, post=False),
+        lambda w, s: w.update_actor("trader", signer=s, profile=PROFILE, post=False),
         None,
     ),
     (
         "actor.updated profile",
         "trader2",
-        lambda w, s: w.update_actor("trader", signer=s, profile={"women_led": True}, post=False),
+        lambda w, s: w.update_actor("trader", signer=s, profile=PROFILE, post=False),
         "forbidden_role",
     ),
     (
         "actor.updated profile",
         "auditor",
-        lambda w, s: w.update_actor("trader", signer=s, profile={"women_led": True}, post=False),
+        lambda w, s: w.update_actor("trader", signer=s, profile=PROFILE, post=False),
         "forbidden_role",
     ),
     (
@@ -1331,7 +1337,7 @@ PERMISSIONS: list[tuple[str, str, Callable[[Any, str], Any], str | None]] = [
         lambda w, s: w.update_actor(
             "trader",
             signer=s,
-            profile={"women_led": True},
+            profile=PROFILE,
             licence={"number": "X", "issuer": "Y", "valid_until": "2030-01-01"},
             post=False,
         ),
@@ -2545,7 +2551,7 @@ def test_revocation() -> None:
     assert w.code(w.offer(new_lot(w), "trader", post=False)) == "actor_revoked"
     assert w.code(w.update_actor("trader", name="x", post=False)) == "actor_revoked"
     assert (
-        w.code(w.update_actor("trader", signer="trader", profile={"women_led": True}, post=False))
+        w.code(w.update_actor("trader", signer="trader", profile=PROFILE, post=False))
         == "key_inactive"
     )
     assert w.code(w.rotate_key("trader", signer="registrar", post=False)) == "actor_revoked"
