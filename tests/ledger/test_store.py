@@ -431,7 +431,11 @@ def own_profile(i: int, members: int, time: str = T) -> dict[str, Any]:
         "type": "actor.updated",
         "actor": f"auditor-{i:05d}",
         "subject": f"auditor-{i:05d}",
-        "profile": {"women_led": True, "members": {"women": 1, "total": members}},
+        "profile": {
+            "women_led": True,
+            "members": {"women": 1, "total": members},
+            "leaders": {"women": 1, "total": 3},
+        },
         "time": time,
     }
     return sign_body(body, auditor_key(i), ORIGIN)
