@@ -62,7 +62,7 @@ def _registrar_event(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _vector_server(make_api: Callable[..., Api], tmp_path: Path) -> Api:
+def _vector_server(make_api: Callable[..., Api], url: str, tmp_path: Path) -> Api:
     folder = tmp_path / "vector-log"
     folder.mkdir()
     key_file = folder / "log.key"
@@ -72,9 +72,9 @@ def _vector_server(make_api: Callable[..., Api], tmp_path: Path) -> Api:
 
 
 def test_the_vectors_through_http_byte_for_byte(
-    make_api: Callable[..., Api], tmp_path: Path
+    database_url: str, make_api: Callable[..., Api], tmp_path: Path
 ) -> None:
-    api = _vector_server(make_api, tmp_path)
+    api = _vector_server(make_api, database_url, tmp_path)
     client = api.client
     # section 4: the verifier key of the vectors' log key, and before seq 0 (section 3) the
     # empty tree: size 0, root SHA-256(""), its checkpoint signed all the same
