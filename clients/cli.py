@@ -82,7 +82,7 @@ from ledger.events import (
     WomenRole,
     parse_body,
 )
-from ledger.protocol import parse_strict, public_key_hex, sign_body
+from ledger.protocol import canonical, parse_strict, public_key_hex, sign_body
 
 __all__ = ["Hooks", "app", "main"]
 
@@ -482,6 +482,10 @@ def _sign_and_send(session: Session, body: dict[str, Any], what: str) -> OutboxE
     body["actor"] = key.actor
     body.setdefault("time", session.now())
     parse_body(body)
+    # what parse_body does not see but every server refuses (PROTOCOL.md section 1): text
+    # not in Unicode NFC (typed on a keyboard that composes accents late, for one). Signed,
+    # it would sit in the outbox until the server refused it, holding the lot's later events
+    parse_strict(canonical(body))
     _warn_free_text(session, body)
     origin = session.origin()
     envelope = sign_body(body, key.signing_key, origin)

@@ -50,10 +50,17 @@ def _refuse_constant(text: str) -> Any:
 
 
 def _checked_int(text: str) -> int:
-    value = int(text)
-    if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+    try:
+        value = int(text)
+    except ValueError:
+        # more digits than int() converts (sys.get_int_max_str_digits, 4300): far out of
+        # range, and refused as such rather than escaping the reader as a ValueError
+        value = None
+    if value is None or not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        shown = text if len(text) <= 24 else f"{text[:20]}… ({len(text.lstrip('-'))} digits)"
         raise MalformedError(
-            f"The integer {text} is out of the integer range: integers must lie within ±(2^53 − 1)."
+            f"The integer {shown} is out of the integer range: integers must lie within "
+            "±(2^53 − 1)."
         )
     return value
 

@@ -448,6 +448,8 @@ MALFORMED = {
     "float": (b'{"body": {"mass_mg": 1.5}}', "float"),
     "exponent": (b'{"body": {"mass_mg": 1e3}}', "float"),
     "integer range": (b'{"body": {"mass_mg": 9007199254740992}}', "integer range"),
+    # more digits than Python's int() converts: was an uncaught ValueError (500 internal)
+    "integer of 5000 digits": (b'{"body": {"mass_mg": ' + b"1" * 5000 + b"}}", "integer range"),
     "non-NFC": ('{"body": {"name": "Cafe\u0301"}}'.encode(), "NFC"),
     "non-NFC in an array": ('{"body": {"roles": ["e\u0301"]}}'.encode(), "NFC"),
     "non-ASCII key": ('{"body": {"nom\u00e9": 1}}'.encode(), "non-ASCII key"),

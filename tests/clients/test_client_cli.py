@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,28 @@ def test_schema_error_before_signing(cli: Callable[..., Any], lot_args: Any, wor
     assert "mass_mg" in _one_error(run, "schema")
     with Outbox(world.outbox) as box:
         assert box.counts()["pending"] == 0
+
+
+def test_text_not_in_nfc_is_refused_before_signing(
+    cli: Callable[..., Any], lot_args: Any, world: Any
+) -> None:
+    """PROTOCOL.md section 1: a server refuses a string not already in NFC (never
+    normalising what was signed), so the CLI must not sign one into the outbox."""
+    assert cli(lot_args("MAK-2026-0001")).code == 0
+    offer = ["lot", "offer", "--lot", "MAK-2026-0001", "--to", "trader-bunia", "--mass-mg", "38200"]
+    assert cli(offer).code == 0
+    decomposed = "Acheteur absent, cafe\u0301 ferme\u0301"  # e + combining acute: not NFC
+    run = cli(["lot", "cancel", "--lot", "MAK-2026-0001", "--reason", decomposed], offline=True)
+    assert run.code == 1
+    assert "NFC" in _one_error(run, "malformed")
+    with Outbox(world.outbox) as box:
+        assert box.counts()["pending"] == 0
+    # the same words in NFC are signed and queued
+    composed = unicodedata.normalize("NFC", decomposed)
+    run = cli(["lot", "cancel", "--lot", "MAK-2026-0001", "--reason", composed], offline=True)
+    assert run.code == 0, run.stderr
+    with Outbox(world.outbox) as box:
+        assert box.counts()["pending"] == 1
 
 
 def test_missing_key_file(cli: Callable[..., Any], runner: Any, world: Any, lot_args: Any) -> None:

@@ -760,6 +760,7 @@ def test_malformed_bundles(
         (b"<html>not json</html>", "the bundle is not valid JSON: "),
         (b'{"format": "goldtrail-bundle/1", "format": "x"}', "the bundle is not valid JSON: "),
         (b'{"format": 1.5}', "the bundle is not valid JSON: "),
+        (b'{"format": ' + b"1" * 5000 + b"}", "the bundle is not valid JSON: "),
         (b"\xff\xfe{}", "the bundle is not valid JSON: "),
         (b"[]", "the bundle is not a JSON object"),
         (b'"goldtrail-bundle/1"', "the bundle is not a JSON object"),
