@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time as time_module
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -470,6 +471,17 @@ def _warn_free_text(session: Session, body: dict[str, Any]) -> None:
         raise CliError("nothing was signed", "cancelled")
 
 
+def _nfc(value: Any) -> Any:
+    """``value`` with every string in Unicode NFC (the same text, composed)."""
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", value)
+    if isinstance(value, dict):
+        return {k: _nfc(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nfc(v) for v in value]
+    return value
+
+
 def _sign_and_send(session: Session, body: dict[str, Any], what: str) -> OutboxEvent:
     """Validate, warn, sign, queue, then send the whole outbox if online."""
     key = session.key()
@@ -481,10 +493,12 @@ def _sign_and_send(session: Session, body: dict[str, Any], what: str) -> OutboxE
         )
     body["actor"] = key.actor
     body.setdefault("time", session.now())
+    # every server refuses text not already in Unicode NFC (PROTOCOL.md section 1), and
+    # some keyboards send accents as separate marks: the signer writes the same text in NFC
+    body = _nfc(body)
     parse_body(body)
-    # what parse_body does not see but every server refuses (PROTOCOL.md section 1): text
-    # not in Unicode NFC (typed on a keyboard that composes accents late, for one). Signed,
-    # it would sit in the outbox until the server refused it, holding the lot's later events
+    # and anything else the strict reader refuses is refused here, before it is signed:
+    # queued, it would wait in the outbox until a server refused it, holding back the lot
     parse_strict(canonical(body))
     _warn_free_text(session, body)
     origin = session.origin()
