@@ -5,7 +5,9 @@ the buyer reads is what the bundle proves. It is made for a cheap phone on a slo
 self-contained HTML document (inline CSS and SVG, no script, no external asset; a
 Content-Security-Policy forbids loading anything), readable at 360 px, in English or
 French. Payment figures appear only for groups of at least 5 people (PROTOCOL.md
-section 7).
+section 7), as in the reports (ledger.reports): a currency's figure is shown only when every
+registration it sums has 5 producers or more, since comparing it with the pages of the
+other lots could otherwise tell a small group's payment.
 """
 
 from __future__ import annotations
@@ -172,8 +174,8 @@ def render_lot_page(
 
     ``bundle`` (optional) is the bundle the report was verified from. With it the timeline
     says more (the process, the recipient, the destination...) and payment figures can be
-    shown: a figure needs the number of producers in that currency's registrations, which
-    only the registrations themselves tell. Without it, payments are withheld. Only bodies
+    shown: a figure needs the number of producers of each registration in that currency,
+    which only the registrations themselves tell. Without it, payments are withheld. Only bodies
     whose event id is in the report's verified timeline are read.
     """
     lang = i18n.language(lang)
@@ -222,7 +224,7 @@ def render_lot_page(
         t(lang, f"risk.{page.risk}") if i18n.has(lang, f"risk.{page.risk}") else page.risk
     )
     page.flags = [_flag(lang, f) for f in state.get("flags", [])]
-    page.gender = _gender(lang, state.get("gender"), _payment_groups(report, bodies))
+    page.gender = _gender(lang, state.get("gender"), _smallest_payment_groups(report, bodies))
     return _env.get_template("lot.html").render(lang=lang, page=page, t=_translator(lang))
 
 
@@ -526,8 +528,9 @@ def _flag(lang: str, flag: Mapping[str, Any]) -> Flag:
     return Flag(sentence, cls, _word(lang, "class", cls), status, status_word)
 
 
-def _payment_groups(report: Report, bodies: dict[str, dict[str, Any]]) -> dict[str, int]:
-    """Producers per payment currency, over the origin registrations (None known: {})."""
+def _smallest_payment_groups(report: Report, bodies: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Per payment currency, the fewest producers of an origin registration paid in it (a
+    figure summing a small group's payment is withheld, as the reports leave it out)."""
     groups: dict[str, int] = {}
     for item in report.timeline:
         body = bodies.get(item.event_id)
@@ -540,7 +543,7 @@ def _payment_groups(report: Report, bodies: dict[str, dict[str, Any]]) -> dict[s
         currency = payment.get("total", {}).get("currency")
         count = int(producers.get("women", 0)) + int(producers.get("men", 0))
         if isinstance(currency, str):
-            groups[currency] = groups.get(currency, 0) + count
+            groups[currency] = min(groups.get(currency, count), count)
     return groups
 
 
