@@ -7,6 +7,8 @@ import re
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ledger.protocol import is_valid_public_key
+
 
 class Settings(BaseSettings):
     """Everything ``goldtrail serve`` reads from ``GOLDTRAIL_*`` variables."""
@@ -38,6 +40,12 @@ class Settings(BaseSettings):
             return None
         if not re.fullmatch(r"[0-9a-f]{64}", value):
             raise ValueError("GOLDTRAIL_REGISTRAR_KEY must be 64 lowercase hex characters")
+        if not is_valid_public_key(bytes.fromhex(value)):
+            # every seq 0 signed "with" it would be refused: say so now, not at each post
+            raise ValueError(
+                "GOLDTRAIL_REGISTRAR_KEY is not an Ed25519 public key (64 hex characters, "
+                "but not a point of the curve that a signing key gives)"
+            )
         return value
 
     @field_validator("origin")

@@ -159,6 +159,12 @@ def test_serve_refuses_to_start_with_a_plain_message(
     refused("GOLDTRAIL_ORIGIN", origin="another.example/log")
     refused("GOLDTRAIL_REGISTRAR_KEY", registrar_key="ab" * 32)
     refused("GOLDTRAIL_REGISTRAR_KEY", registrar_key="not-hex")  # a bad setting
+    # 64 hex characters that no signing key has (y ≥ p): refused even before an empty log
+    refused(
+        "not an Ed25519 public key",
+        registrar_key="ff" * 32,
+        database_url=f"sqlite:///{tmp_path}/empty.db",
+    )
     refused("GOLDTRAIL_ORIGIN", origin="has space/log")
     saved = key_file.read_text()
     key_file.unlink()
