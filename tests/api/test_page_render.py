@@ -516,17 +516,22 @@ def test_payments_are_withheld_without_the_registrations(
     assert "Received by Comptoir d'achat Bunia (demo)" in text
 
 
-def test_payment_groups_count_only_registrations_in_that_currency(log: Log) -> None:
-    """KIT (8 people, UGX) with MAK (9 people, CDF): each currency has its own group."""
+def _bar_page_with_team(lot: str, women: int, men: int) -> str:
+    """The bar's page (visible text) when the registration of ``lot`` had that team."""
     events = copy.deepcopy(SCENARIO["events"])
     for body in events:
-        if body.get("lot") == "MAK-2026-0001" and body["type"] == "lot.registered":
-            body["producers"].update(women=2, men=1)  # CDF now concerns 3 people
+        if body.get("lot") == lot and body["type"] == "lot.registered":
+            body["producers"].update(women=women, men=men)
     small = play(events)
     bundle = small.bundle(BAR)
     report = small.report(bundle)
     assert report.ok, [str(f) for f in report.failures]
-    text = visible(render(small, bundle, report))
+    return visible(render(small, bundle, report))
+
+
+def test_payment_groups_count_only_registrations_in_that_currency(log: Log) -> None:
+    """KIT (8 people, UGX) with MAK (9 people, CDF): each currency has its own group."""
+    text = _bar_page_with_team("MAK-2026-0001", 2, 1)  # CDF now concerns 3 people
     assert "CDF: withheld to protect privacy" in text
     assert "UGX 5,650,000, of which UGX 3,260,000 (58 %)" in text
 
@@ -535,15 +540,7 @@ def test_a_currency_summing_one_small_group_is_withheld(log: Log) -> None:
     """KIT (now 3 people), TII-0042 (20) and TII-0043 (11) are all paid in UGX: together
     34 people, but the bar's UGX figure minus those of the TII lots' own pages would give
     KIT's payment, so the figure is withheld, as the reports leave KIT out."""
-    events = copy.deepcopy(SCENARIO["events"])
-    for body in events:
-        if body.get("lot") == "KIT-2026-0007" and body["type"] == "lot.registered":
-            body["producers"].update(women=1, men=2)
-    small = play(events)
-    bundle = small.bundle(BAR)
-    report = small.report(bundle)
-    assert report.ok, [str(f) for f in report.failures]
-    text = visible(render(small, bundle, report))
+    text = _bar_page_with_team("KIT-2026-0007", 1, 2)
     assert "UGX: withheld to protect privacy" in text
     assert "5,650,000" not in text
     assert "CDF 1,980,000.00, of which CDF 1,320,000.00 (67 %)" in text

@@ -50,13 +50,7 @@ def logged(database_url: str, tmp_path: Path) -> Iterator[tuple[Ledger, Any, Pat
     """A ledger holding the world's log, appended in a few batches; and its key file."""
     w = build_world()
     key_file = tmp_path / "log.key"
-    led = open_ledger(
-        database_url,
-        origin=w.origin,
-        log_key_file=key_file,
-        registrar_key=public_key_hex(w.registrar_key),
-        clock=lambda: NOW,
-    )
+    led = world_ledger(w, database_url, key_file)
     try:
         envelopes = w.envelopes()
         for at in range(0, len(envelopes), 7):
@@ -64,6 +58,17 @@ def logged(database_url: str, tmp_path: Path) -> Iterator[tuple[Ledger, Any, Pat
         yield led, w, key_file
     finally:
         led.engine.dispose()
+
+
+def world_ledger(w: Any, database_url: str, key_file: Path) -> Ledger:
+    """An empty ledger for the world's log."""
+    return open_ledger(
+        database_url,
+        origin=w.origin,
+        log_key_file=key_file,
+        registrar_key=public_key_hex(w.registrar_key),
+        clock=lambda: NOW,
+    )
 
 
 def run_audit(led: Ledger, **kwargs: Any) -> AuditReport:
@@ -341,13 +346,7 @@ def test_a_log_posted_in_another_key_order_audits_green(database_url: str, tmp_p
     over the canonical body): the projections then hold the posted order, the log the
     canonical one, and the audit finds them equal."""
     w = build_world()
-    led = open_ledger(
-        database_url,
-        origin=w.origin,
-        log_key_file=tmp_path / "log.key",
-        registrar_key=public_key_hex(w.registrar_key),
-        clock=lambda: NOW,
-    )
+    led = world_ledger(w, database_url, tmp_path / "log.key")
     try:
         envelopes = [_reversed_keys(e) for e in w.envelopes()]
         half = len(envelopes) // 2
