@@ -1,0 +1,118 @@
+"""Crafted bundles handed to ``verify_bundle`` (PROTOCOL.md section 7), as an independent
+implementation or a dishonest log would make them.
+
+The attacker here holds a log key (the buyer was given it, or it leaked): its checkpoint
+and every inclusion proof are genuine for the leaves it chose, so only the verifier's own
+checks stand between a forged provenance and a buyer. Each forgery must be refused with the
+entry and the reason; each honest variant accepted; and nothing may raise.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from ledger import merkle
+from ledger.checkpoint import LogSigner
+from ledger.protocol import canonical, event_id, public_key_hex
+from ledger.verify import BUNDLE_FORMAT, Report, verify_bundle
+from tests import factories
+
+LOG = LogSigner(factories.ORIGIN, b"\x5a" * 32)
+
+
+def fake_bundle(
+    envelopes: list[dict[str, Any]],
+    lot: str,
+    head: str,
+    *,
+    seqs: list[int] | None = None,
+    label_at: str | None = None,
+) -> dict[str, Any]:
+    """A bundle over a log of exactly ``envelopes`` (no rules applied), holding the entries
+    ``seqs`` (all by default), each with a genuine inclusion proof against a checkpoint
+    signed by ``LOG``."""
+    tree = merkle.MemoryHashStore()
+    merkle.append_leaves(tree, 0, [merkle.leaf_hash(canonical(e)) for e in envelopes])
+    size = len(envelopes)
+    root = merkle.tree_root(tree, size)
+    return {
+        "format": BUNDLE_FORMAT,
+        "lot": lot,
+        "head": head,
+        "label_at": label_at,
+        "log": {"origin": LOG.origin, "verifier_key": LOG.verifier_key, "registrar_key": None},
+        "checkpoint": LOG.sign(size, root).note,
+        "entries": [
+            {
+                "seq": seq,
+                "envelope": envelopes[seq],
+                "proof": [h.hex() for h in merkle.inclusion_proof(tree, seq, size)],
+            }
+            for seq in (range(size) if seqs is None else seqs)
+        ],
+    }
+
+
+def verify(bundle: dict[str, Any], pinned: str | None = None) -> Report:
+    """The report on the bundle's canonical bytes, as a buyer's device reads them."""
+    return verify_bundle(canonical(bundle), LOG.verifier_key, pinned)
+
+
+def failures(report: Report) -> list[tuple[int | None, str]]:
+    return [(f.seq, f.reason) for f in report.failures]
+
+
+def refused(report: Report) -> tuple[int | None, str]:
+    """The first failure of a report that must not verify, as (seq, reason)."""
+    assert not report.ok, "the bundle verified but should not have"
+    assert report.state is None, "a failed report must not show a recomputed state"
+    return report.failures[0].seq, report.failures[0].reason
+
+
+@pytest.fixture
+def world() -> factories.World:
+    """The standard cast, one lot registered at site-a and handed to the trader."""
+    w = factories.World.standard()
+    w.register_lot("COOP-1", "site-a")
+    w.transfer("COOP-1", "trader")
+    return w
+
+
+def test_control_the_fake_log_bundle_verifies(world: factories.World) -> None:
+    bundle = fake_bundle(world.envelopes(), "COOP-1", world.head("COOP-1"))
+    report = verify(bundle, public_key_hex(world.registrar_key))
+    assert report.ok, failures(report)
+    assert report.state is not None and report.state["custodian"] == "trader"
+
+
+# ---------------------------------------------------------------------------
+# Section 7, step 3: the registrar at seq 0, whatever its envelope holds
+
+
+@pytest.mark.parametrize(
+    ("signature", "pinned"),
+    [
+        (factories.DROP, True),
+        (factories.DROP, False),
+        ("not an object", True),
+        ({"key": 5, "value": "00" * 64}, True),
+        ({"key": ["ab" * 32], "value": "00" * 64}, False),
+    ],
+)
+def test_seq_0_with_a_malformed_signature_is_reported_not_raised(
+    world: factories.World, signature: Any, pinned: bool
+) -> None:
+    envelopes = world.envelopes()
+    if signature is factories.DROP:
+        del envelopes[0]["signature"]
+    else:
+        envelopes[0]["signature"] = signature
+    bundle = fake_bundle(envelopes, "COOP-1", world.head("COOP-1"))
+    report = verify(bundle, public_key_hex(world.registrar_key) if pinned else None)
+    seq, reason = refused(report)
+    assert seq == 0
+    assert report.failures[0].event_id == event_id(envelopes[0]["body"])
+    assert reason.startswith("refused by the rules (schema): ")
