@@ -116,3 +116,17 @@ def test_seq_0_with_a_malformed_signature_is_reported_not_raised(
     assert seq == 0
     assert report.failures[0].event_id == event_id(envelopes[0]["body"])
     assert reason.startswith("refused by the rules (schema): ")
+
+
+# ---------------------------------------------------------------------------
+# Section 3: one leaf per seq, one seq per event
+
+
+@pytest.mark.parametrize(("position", "fake_seq"), [(0, False), (1, True)])
+def test_a_seq_that_is_a_boolean_is_not_an_entry(
+    world: factories.World, position: int, fake_seq: bool
+) -> None:
+    """JSON ``false`` and ``true`` are not the integers 0 and 1 (Python's bool is an int)."""
+    bundle = fake_bundle(world.envelopes(), "COOP-1", world.head("COOP-1"))
+    bundle["entries"][position]["seq"] = fake_seq
+    assert refused(verify(bundle)) == (None, "an entry is not {seq, envelope, proof}")
