@@ -288,7 +288,7 @@ def _entries(
     for item in raw:
         if not (
             isinstance(item, dict)
-            and isinstance(item.get("seq"), int)
+            and type(item.get("seq")) is int  # not a bool: JSON false is not seq 0
             and isinstance(item.get("envelope"), dict)
             and isinstance(item.get("proof"), list)
         ):
