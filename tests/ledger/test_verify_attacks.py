@@ -130,3 +130,17 @@ def test_a_seq_that_is_a_boolean_is_not_an_entry(
     bundle = fake_bundle(world.envelopes(), "COOP-1", world.head("COOP-1"))
     bundle["entries"][position]["seq"] = fake_seq
     assert refused(verify(bundle)) == (None, "an entry is not {seq, envelope, proof}")
+
+
+def test_the_same_event_logged_twice_is_refused(world: factories.World) -> None:
+    """A server answers a re-post with the first receipt and never appends it again
+    (section 2): a log holding the same envelope at two seqs is not a goldtrail log."""
+    envelopes = world.envelopes()
+    last = len(envelopes) - 1
+    envelopes.append(copy.deepcopy(envelopes[last]))  # the acceptance, again
+    bundle = fake_bundle(envelopes, "COOP-1", world.head("COOP-1"))
+    report = verify(bundle)
+    seq, reason = refused(report)
+    assert seq == last + 1
+    assert report.failures[0].event_id == world.head("COOP-1")
+    assert reason == f"the event is already in the log at seq {last}"
