@@ -208,7 +208,7 @@ def _verify(
     by_id: dict[str, tuple[int, dict[str, Any]]] = {}
     for seq, envelope, eid in entries:
         try:
-            admit(
+            admitted = admit(
                 staged,
                 prepared.get(seq, envelope),
                 origin=checkpoint.origin,
@@ -219,6 +219,10 @@ def _verify(
         except LedgerError as e:
             _fail(report, f"refused by the rules ({e.code}): {e.detail}", seq, eid)
             raise _Stop from e
+        if admitted.existing is not None:
+            # a re-post is answered with its first receipt, never appended again (section 2)
+            _fail(report, f"the event is already in the log at seq {by_id[eid][0]}", seq, eid)
+            raise _Stop
         by_id[eid] = (seq, envelope["body"])
     state.apply(staged.changes)
 
