@@ -144,3 +144,39 @@ def test_the_same_event_logged_twice_is_refused(world: factories.World) -> None:
     assert seq == last + 1
     assert report.failures[0].event_id == world.head("COOP-1")
     assert reason == f"the event is already in the log at seq {last}"
+
+
+# ---------------------------------------------------------------------------
+# "Never raises for a bad bundle": a bundle given as a dict may hold any Python value
+
+
+def _deep(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [10**30, float("nan"), {1, 2}, b"bytes", {1: "non-string key"}, _deep(100_000)],
+    ids=["huge-int", "nan", "set", "bytes", "int-key", "deep"],
+)
+@pytest.mark.parametrize("where", ["body", "signature", "envelope"])
+def test_values_json_cannot_hold_are_reported_not_raised(
+    world: factories.World, value: Any, where: str
+) -> None:
+    bundle = fake_bundle(world.envelopes(), "COOP-1", world.head("COOP-1"))
+    last = bundle["entries"][-1]
+    envelope = copy.copy(last["envelope"])  # shallow copies: the deep value is never copied
+    if where == "body":
+        envelope["body"] = {**envelope["body"], "mass_mg": value}
+    elif where == "signature":
+        envelope["signature"] = {**envelope["signature"], "value": value}
+    else:
+        envelope["extra"] = value
+    last["envelope"] = envelope
+    report = verify_bundle(bundle, LOG.verifier_key)
+    seq, reason = refused(report)
+    assert seq == last["seq"]
+    assert reason.startswith("the inclusion proof does not match the checkpoint: ")
