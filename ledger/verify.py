@@ -307,7 +307,10 @@ def _entries(
             eid: str | None = ready.event_id
         else:
             body = envelope.get("body")
-            eid = event_id(body) if isinstance(body, dict) else None
+            try:
+                eid = event_id(body) if isinstance(body, dict) else None
+            except LedgerError:  # a body JSON cannot hold (a bundle given as a dict)
+                eid = None
         if seq <= last:
             _fail(report, "entries are not sorted by seq, each once", seq, eid)
         last = max(last, seq)
