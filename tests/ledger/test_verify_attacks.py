@@ -56,9 +56,9 @@ def fake_bundle(
     }
 
 
-def verify(bundle: dict[str, Any], pinned: str | None = None) -> Report:
+def verify(bundle: dict[str, Any], pinned: str | None = None, **label: Any) -> Report:
     """The report on the bundle's canonical bytes, as a buyer's device reads them."""
-    return verify_bundle(canonical(bundle), LOG.verifier_key, pinned)
+    return verify_bundle(canonical(bundle), LOG.verifier_key, pinned, **label)
 
 
 def failures(report: Report) -> list[tuple[int | None, str]]:
@@ -180,3 +180,44 @@ def test_values_json_cannot_hold_are_reported_not_raised(
     seq, reason = refused(report)
     assert seq == last["seq"]
     assert reason.startswith("the inclusion proof does not match the checkpoint: ")
+
+
+# ---------------------------------------------------------------------------
+# Section 7: the label a buyer scanned, /l/{lot}?at={event}
+
+
+@pytest.fixture
+def two_lots() -> factories.World:
+    """COOP-1 with a label printed at its registration, then sold to the trader; COOP-2,
+    a second lot of the same cooperative."""
+    w = factories.World.standard()
+    w.register_lot("COOP-1", "site-a")
+    w.register_lot("COOP-2", "site-a")
+    w.transfer("COOP-1", "trader")
+    return w
+
+
+def test_a_genuine_bundle_for_another_lot_is_not_the_labels(two_lots: factories.World) -> None:
+    """A server answering /l/COOP-1?at=… with COOP-2's (valid) bundle."""
+    label = two_lots.ledger.envelopes[14]["body"]
+    assert (label["type"], label["lot"]) == ("lot.registered", "COOP-1")
+    at = event_id(label)
+    other = fake_bundle(two_lots.envelopes(), "COOP-2", two_lots.head("COOP-2"))
+    assert verify(other).ok  # a bundle for COOP-2, as such
+    report = verify(other, lot="COOP-1", label_at=at)
+    assert refused(report) == (None, "the bundle is for lot 'COOP-2', not the label's 'COOP-1'")
+    # the right lot, answered without the label: nothing would be listed since it
+    bundle = fake_bundle(two_lots.envelopes(), "COOP-1", two_lots.head("COOP-1"))
+    report = verify(bundle, lot="COOP-1", label_at=at)
+    assert refused(report) == (
+        None,
+        f"the bundle's label_at is null, not the label's event {at[:12]}…",
+    )
+    # and with the label's event, every later event of its chain is listed
+    bundle["label_at"] = at
+    report = verify(bundle, lot="COOP-1", label_at=at)
+    assert report.ok, failures(report)
+    assert [t.type for t in report.after_label] == [
+        "lot.transfer_offered",
+        "lot.transfer_accepted",
+    ]
