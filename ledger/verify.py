@@ -90,20 +90,34 @@ class Report:
 
 
 def verify_bundle(
-    bundle: bytes | dict[str, Any], log_key: str, registrar_key: str | None = None
+    bundle: bytes | dict[str, Any],
+    log_key: str,
+    registrar_key: str | None = None,
+    *,
+    lot: str | None = None,
+    label_at: str | None = None,
 ) -> Report:
     """Verify a bundle against the trusted log verifier key and an optional registrar key.
+
+    ``lot`` and ``label_at``, when given, are what the buyer asked for (a label's QR code
+    holds ``/l/{lot}?at={label_at}``): a bundle for another lot, or whose ``label_at`` is
+    not that event, does not verify, however genuine (section 7: ``label_at`` echoes
+    ``?at=``).
 
     Never raises for a bad bundle: every problem is a Failure in the returned Report.
     The cyclic garbage collector is paused meanwhile, as for an append or an audit
     (``ledger.gcpause``): the parsed bundle and the replay make no reference cycles.
     """
     with gcpause.paused():
-        return _verify_bundle(bundle, log_key, registrar_key)
+        return _verify_bundle(bundle, log_key, registrar_key, lot, label_at)
 
 
 def _verify_bundle(
-    bundle: bytes | dict[str, Any], log_key: str, registrar_key: str | None
+    bundle: bytes | dict[str, Any],
+    log_key: str,
+    registrar_key: str | None,
+    lot: str | None = None,
+    label_at: str | None = None,
 ) -> Report:
     try:
         data = parse_strict(bundle) if isinstance(bundle, bytes) else bundle
@@ -121,6 +135,13 @@ def _verify_bundle(
     )
     with contextlib.suppress(_Stop):
         # a bundle read here is exactly as the strict reader returned it
+        if lot is not None and report.lot != lot:
+            _fail(report, f"the bundle is for lot {report.lot!r}, not the label's {lot!r}")
+        if label_at is not None and report.label_at != label_at:
+            given = "null" if report.label_at is None else f"{report.label_at[:12]}…"
+            _fail(
+                report, f"the bundle's label_at is {given}, not the label's event {label_at[:12]}…"
+            )
         _verify(data, log_key, registrar_key, report, parsed=isinstance(bundle, bytes))
     report.ok = not report.failures
     return report
