@@ -221,3 +221,29 @@ def test_a_genuine_bundle_for_another_lot_is_not_the_labels(two_lots: factories.
         "lot.transfer_offered",
         "lot.transfer_accepted",
     ]
+
+
+# ---------------------------------------------------------------------------
+# Section 7, step 5: what is shown is as the log stood when the gold was registered
+
+
+def test_a_later_assessment_does_not_recolour_the_origin_site() -> None:
+    """Section 7 asks a bundle to hold the site events logged before the registrations; a
+    bundle may hold more (every entry is genuine), such as a green assessment made after
+    the gold was registered at a yellow site. The lot's flag stays ``site_yellow`` and the
+    origin site is still shown as the gold was registered under: yellow, with that
+    assessment."""
+    w = factories.World.standard()
+    w.assess_site("site-a", "yellow")
+    w.register_lot("COOP-1", "site-a")
+    w.assess_site("site-a", "green", cahra=False)  # after the registration
+    envelopes, head = w.envelopes(), w.head("COOP-1")
+    minimal = verify(fake_bundle(envelopes, "COOP-1", head, seqs=list(range(16))))
+    assert minimal.ok, failures(minimal)
+    report = verify(fake_bundle(envelopes, "COOP-1", head))  # with the later assessment
+    assert report.ok, failures(report)
+    assert report.state is not None
+    assert [f["code"] for f in report.state["flags"]] == ["site_yellow"]
+    assert report.sites == minimal.sites
+    assert report.sites[0]["status"] == "yellow"
+    assert report.sites[0]["assessment"]["status"] == "yellow"
