@@ -19,7 +19,7 @@ from ledger.errors import LedgerError, MalformedError, SignatureError, Verificat
 from ledger.merkle import HASH_SIZE, leaf_hash, node_hash, verify_inclusion
 from ledger.protocol import canonical, event_id, parse_strict
 from ledger.rules import Prepared, admit, prepare, verified
-from ledger.state import ActorState, LotState, MemoryState, StagedState
+from ledger.state import ActorState, LotState, MemoryState, SiteState, StagedState
 from ledger.views import lot_view
 
 BUNDLE_FORMAT = "goldtrail-bundle/1"
@@ -227,6 +227,9 @@ def _verify(
     state = MemoryState()
     staged = StagedState(state)
     by_id: dict[str, tuple[int, dict[str, Any]]] = {}
+    #: lot.registered event id -> its site as the log stood then (a site is never changed
+    #: in place, so the object kept is that version; later assessments make new ones)
+    registered_at: dict[str, SiteState | None] = {}
     for seq, envelope, eid in entries:
         try:
             admitted = admit(
@@ -244,7 +247,10 @@ def _verify(
             # a re-post is answered with its first receipt, never appended again (section 2)
             _fail(report, f"the event is already in the log at seq {by_id[eid][0]}", seq, eid)
             raise _Stop
-        by_id[eid] = (seq, envelope["body"])
+        body = envelope["body"]
+        by_id[eid] = (seq, body)
+        if body["type"] == "lot.registered":
+            registered_at[eid] = staged.site_as_is(body["site"])
     state.apply(staged.changes)
 
     # 4. the provenance graph from head is complete back to registrations
@@ -274,7 +280,7 @@ def _verify(
     if report.label_at is not None:
         label_seq = by_id[report.label_at][0]
         report.after_label = [t for t in report.timeline if t.on_own_chain and t.seq > label_seq]
-    report.sites = _origin_sites(state, lot, by_id)
+    report.sites = _origin_sites(state, lot, by_id, registered_at)
 
 
 class _AsIs:
@@ -480,22 +486,35 @@ def _timeline_item(
 
 
 def _origin_sites(
-    state: MemoryState, lot: LotState, by_id: dict[str, tuple[int, dict[str, Any]]]
+    state: MemoryState,
+    lot: LotState,
+    by_id: dict[str, tuple[int, dict[str, Any]]],
+    registered_at: dict[str, SiteState | None],
 ) -> list[dict[str, Any]]:
     sites = []
     for site_id in sorted(lot.origins):
-        site = state.sites.get(site_id)
-        if site is None:
-            continue
         registrations = [
             o.registration
             for o in state.lots_of(lot.origin_lots)
             if o.registration is not None and o.registration.site == site_id
         ]
+        # the site as the latest of these registrations found it, not as later
+        # assessments in the bundle left it (sections 5 and 7)
+        latest = max(
+            (r.event_id for r in registrations if r.event_id in by_id),
+            key=lambda e: by_id[e][0],
+            default=None,
+        )
+        site = registered_at.get(latest) if latest is not None else state.sites.get(site_id)
+        if site is None:
+            continue
         operator = state.actors.get(site.operator)
         # the colour the gold was registered under: expiry turns green or yellow to blue
-        days = [by_id[r.event_id][1]["time"][:10] for r in registrations if r.event_id in by_id]
-        status = site.status_on(dt.date.fromisoformat(max(days))) if days else "blue"
+        status = (
+            site.status_on(dt.date.fromisoformat(by_id[latest][1]["time"][:10]))
+            if latest is not None
+            else "blue"
+        )
         sites.append(
             {
                 "id": site.id,
