@@ -2045,11 +2045,13 @@ def outbox_retry(
 # verify
 
 
-def _fetch_bundle(source: str, session: Session) -> bytes:
+def _fetch_bundle(source: str, session: Session) -> tuple[bytes, str | None, str | None]:
+    """The bundle's bytes, with the lot and label event the URL asks for (None, None for a
+    file): the bundle served must be theirs."""
     if not re.match(r"^https?://", source):
         path = Path(source)
         try:
-            return path.read_bytes()
+            return path.read_bytes(), None, None
         except OSError as e:
             raise CliError(f"cannot read {path}: {e.strerror}", "not_found") from e
     parts = urlsplit(source)
@@ -2062,14 +2064,14 @@ def _fetch_bundle(source: str, session: Session) -> bytes:
         with Client(
             base + match.group(1), timeout=session.timeout, transport=session.hooks.transport
         ) as client:
-            return client.bundle(lot, at)
+            return client.bundle(lot, at), lot, at
     match = re.match(r"^(.*)/v1/lots/([^/]+)/bundle$", parts.path)
     if match is not None:
         lot = unquote(match.group(2))
         with Client(
             base + match.group(1), timeout=session.timeout, transport=session.hooks.transport
         ) as client:
-            return client.bundle(lot, at)
+            return client.bundle(lot, at), lot, at
     raise UsageProblem(f"{source} is neither a label URL (…/l/LOT?at=EVENT) nor a bundle URL")
 
 
@@ -2149,8 +2151,8 @@ def verify_command(
     session = _session(ctx)
     from ledger.verify import verify_bundle
 
-    data = _fetch_bundle(source, session)
-    report = verify_bundle(data, log_key, registrar_key)
+    data, lot, at = _fetch_bundle(source, session)
+    report = verify_bundle(data, log_key, registrar_key, lot=lot, label_at=at)
     if as_json:
         _out(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:

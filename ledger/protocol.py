@@ -390,14 +390,19 @@ def canonical(value: JSON) -> bytes:
     """Return the RFC 8785 canonical bytes of a JSON value.
 
     Raises SchemaError if the value cannot be canonicalised (a float, an out-of-range
-    integer or a non-string key slipped through).
+    integer or a non-string key slipped through, or a value nested too deeply to walk).
     """
-    if _fast_domain(value):
-        try:
-            return _encode_fast(value)
-        except UnicodeEncodeError:
-            pass  # an unpaired surrogate: the reference path refuses it in its own words
-    return _canonical_reference_path(value)
+    try:
+        if _fast_domain(value):
+            try:
+                return _encode_fast(value)
+            except UnicodeEncodeError:
+                pass  # an unpaired surrogate: the reference path refuses it in its own words
+        return _canonical_reference_path(value)
+    except RecursionError as e:  # only a value built in code: the strict reader limits depth
+        raise SchemaError(
+            "This value cannot be written in canonical JSON: it is nested too deeply."
+        ) from e
 
 
 def canonical_parsed(value: JSON) -> bytes:

@@ -19,7 +19,7 @@ from ledger.errors import LedgerError, MalformedError, SignatureError, Verificat
 from ledger.merkle import HASH_SIZE, leaf_hash, node_hash, verify_inclusion
 from ledger.protocol import canonical, event_id, parse_strict
 from ledger.rules import Prepared, admit, prepare, verified
-from ledger.state import ActorState, LotState, MemoryState, StagedState
+from ledger.state import ActorState, LotState, MemoryState, SiteState, StagedState
 from ledger.views import lot_view
 
 BUNDLE_FORMAT = "goldtrail-bundle/1"
@@ -90,20 +90,34 @@ class Report:
 
 
 def verify_bundle(
-    bundle: bytes | dict[str, Any], log_key: str, registrar_key: str | None = None
+    bundle: bytes | dict[str, Any],
+    log_key: str,
+    registrar_key: str | None = None,
+    *,
+    lot: str | None = None,
+    label_at: str | None = None,
 ) -> Report:
     """Verify a bundle against the trusted log verifier key and an optional registrar key.
+
+    ``lot`` and ``label_at``, when given, are what the buyer asked for (a label's QR code
+    holds ``/l/{lot}?at={label_at}``): a bundle for another lot, or whose ``label_at`` is
+    not that event, does not verify, however genuine (section 7: ``label_at`` echoes
+    ``?at=``).
 
     Never raises for a bad bundle: every problem is a Failure in the returned Report.
     The cyclic garbage collector is paused meanwhile, as for an append or an audit
     (``ledger.gcpause``): the parsed bundle and the replay make no reference cycles.
     """
     with gcpause.paused():
-        return _verify_bundle(bundle, log_key, registrar_key)
+        return _verify_bundle(bundle, log_key, registrar_key, lot, label_at)
 
 
 def _verify_bundle(
-    bundle: bytes | dict[str, Any], log_key: str, registrar_key: str | None
+    bundle: bytes | dict[str, Any],
+    log_key: str,
+    registrar_key: str | None,
+    lot: str | None = None,
+    label_at: str | None = None,
 ) -> Report:
     try:
         data = parse_strict(bundle) if isinstance(bundle, bytes) else bundle
@@ -121,6 +135,13 @@ def _verify_bundle(
     )
     with contextlib.suppress(_Stop):
         # a bundle read here is exactly as the strict reader returned it
+        if lot is not None and report.lot != lot:
+            _fail(report, f"the bundle is for lot {report.lot!r}, not the label's {lot!r}")
+        if label_at is not None and report.label_at != label_at:
+            given = "null" if report.label_at is None else f"{report.label_at[:12]}…"
+            _fail(
+                report, f"the bundle's label_at is {given}, not the label's event {label_at[:12]}…"
+            )
         _verify(data, log_key, registrar_key, report, parsed=isinstance(bundle, bytes))
     report.ok = not report.failures
     return report
@@ -180,8 +201,11 @@ def _verify(
     if not entries or entries[0][0] != 0:
         _fail(report, "the bundle does not start with the registrar's self-registration at seq 0")
         raise _Stop
-    seq0_key = entries[0][1]["signature"]["key"]
-    if registrar_key is not None and seq0_key != registrar_key:
+    # the key seq 0 is signed with, when its envelope is well shaped (else the replay
+    # refuses it in its turn, as any malformed entry)
+    ready0 = prepared.get(0)
+    seq0_key = ready0.signature["key"] if ready0 is not None else None
+    if registrar_key is not None and seq0_key is not None and seq0_key != registrar_key:
         _fail(
             report,
             f"the registrar at seq 0 signs with {seq0_key[:16]}…, not the pinned "
@@ -189,7 +213,7 @@ def _verify(
             0,
             entries[0][2],
         )
-    if log.get("registrar_key") not in (None, seq0_key):
+    if seq0_key is not None and log.get("registrar_key") not in (None, seq0_key):
         _fail(report, "the bundle's registrar_key is not the key of seq 0")
     # one staged state over the whole bundle, as a MemoryLedger appending the entries one
     # by one would reach (without the Merkle tree it keeps, which nothing here reads)
@@ -203,9 +227,12 @@ def _verify(
     state = MemoryState()
     staged = StagedState(state)
     by_id: dict[str, tuple[int, dict[str, Any]]] = {}
+    #: lot.registered event id -> its site as the log stood then (a site is never changed
+    #: in place, so the object kept is that version; later assessments make new ones)
+    registered_at: dict[str, SiteState | None] = {}
     for seq, envelope, eid in entries:
         try:
-            admit(
+            admitted = admit(
                 staged,
                 prepared.get(seq, envelope),
                 origin=checkpoint.origin,
@@ -216,7 +243,14 @@ def _verify(
         except LedgerError as e:
             _fail(report, f"refused by the rules ({e.code}): {e.detail}", seq, eid)
             raise _Stop from e
-        by_id[eid] = (seq, envelope["body"])
+        if admitted.existing is not None:
+            # a re-post is answered with its first receipt, never appended again (section 2)
+            _fail(report, f"the event is already in the log at seq {by_id[eid][0]}", seq, eid)
+            raise _Stop
+        body = envelope["body"]
+        by_id[eid] = (seq, body)
+        if body["type"] == "lot.registered":
+            registered_at[eid] = staged.site_as_is(body["site"])
     state.apply(staged.changes)
 
     # 4. the provenance graph from head is complete back to registrations
@@ -246,7 +280,7 @@ def _verify(
     if report.label_at is not None:
         label_seq = by_id[report.label_at][0]
         report.after_label = [t for t in report.timeline if t.on_own_chain and t.seq > label_seq]
-    report.sites = _origin_sites(state, lot, by_id)
+    report.sites = _origin_sites(state, lot, by_id, registered_at)
 
 
 class _AsIs:
@@ -285,7 +319,7 @@ def _entries(
     for item in raw:
         if not (
             isinstance(item, dict)
-            and isinstance(item.get("seq"), int)
+            and type(item.get("seq")) is int  # not a bool: JSON false is not seq 0
             and isinstance(item.get("envelope"), dict)
             and isinstance(item.get("proof"), list)
         ):
@@ -300,7 +334,10 @@ def _entries(
             eid: str | None = ready.event_id
         else:
             body = envelope.get("body")
-            eid = event_id(body) if isinstance(body, dict) else None
+            try:
+                eid = event_id(body) if isinstance(body, dict) else None
+            except LedgerError:  # a body JSON cannot hold (a bundle given as a dict)
+                eid = None
         if seq <= last:
             _fail(report, "entries are not sorted by seq, each once", seq, eid)
         last = max(last, seq)
@@ -449,22 +486,35 @@ def _timeline_item(
 
 
 def _origin_sites(
-    state: MemoryState, lot: LotState, by_id: dict[str, tuple[int, dict[str, Any]]]
+    state: MemoryState,
+    lot: LotState,
+    by_id: dict[str, tuple[int, dict[str, Any]]],
+    registered_at: dict[str, SiteState | None],
 ) -> list[dict[str, Any]]:
     sites = []
     for site_id in sorted(lot.origins):
-        site = state.sites.get(site_id)
-        if site is None:
-            continue
         registrations = [
             o.registration
             for o in state.lots_of(lot.origin_lots)
             if o.registration is not None and o.registration.site == site_id
         ]
+        # the site as the latest of these registrations found it, not as later
+        # assessments in the bundle left it (sections 5 and 7)
+        latest = max(
+            (r.event_id for r in registrations if r.event_id in by_id),
+            key=lambda e: by_id[e][0],
+            default=None,
+        )
+        site = registered_at.get(latest) if latest is not None else state.sites.get(site_id)
+        if site is None:
+            continue
         operator = state.actors.get(site.operator)
         # the colour the gold was registered under: expiry turns green or yellow to blue
-        days = [by_id[r.event_id][1]["time"][:10] for r in registrations if r.event_id in by_id]
-        status = site.status_on(dt.date.fromisoformat(max(days))) if days else "blue"
+        status = (
+            site.status_on(dt.date.fromisoformat(by_id[latest][1]["time"][:10]))
+            if latest is not None
+            else "blue"
+        )
         sites.append(
             {
                 "id": site.id,

@@ -692,3 +692,52 @@ def test_terminal_qr_code_decodes_to_the_url(capsys: pytest.CaptureFixture[str])
                     image.paste(0, (left, top, left + scale, top + scale))
     found = zxingcpp.read_barcodes(image)
     assert [code.text for code in found] == [url]
+
+
+def test_verify_label_url_refuses_a_bundle_for_another_lot_or_label(runner: Any) -> None:
+    """``goldtrail verify URL`` checks that the served bundle is the one the label asks for
+    (PROTOCOL.md section 7: ``label_at`` echoes ``?at=``): a genuine bundle of another lot,
+    or of the same lot without the label's event, would show the buyer the wrong story."""
+    import httpx
+
+    from ledger.bundle import build_bundle
+    from ledger.checkpoint import LogSigner
+    from tests import factories
+
+    w = factories.World.standard()
+    label = w.register_lot("COOP-1", "site-a").id
+    w.register_lot("COOP-2", "site-a")
+    w.transfer("COOP-1", "trader")
+    signer = LogSigner(w.origin, b"\x3c" * 32)
+    size = len(w.ledger.leaves)
+
+    def served(lot: str, label_at: str | None) -> httpx.MockTransport:
+        bundle = build_bundle(
+            w.ledger,
+            lot=lot,
+            head=w.head(lot),
+            label_at=label_at,
+            origin=w.origin,
+            verifier_key=signer.verifier_key,
+            registrar_key=None,
+            checkpoint_note=signer.sign(size, w.ledger.root()).note,
+            size=size,
+        )
+        return httpx.MockTransport(lambda request: httpx.Response(200, content=canonical(bundle)))
+
+    url = f"http://fake.test/l/COOP-1?at={label}"
+    args = ["verify", url, "--log-key", signer.verifier_key]
+    honest = runner(args, transport=served("COOP-1", label))
+    assert honest.code == 0, honest.stderr
+    assert "2 event(s) happened to this lot" in honest.stdout
+
+    other = runner(args, transport=served("COOP-2", None))
+    assert other.code == 1 and other.stdout.startswith("NOT VERIFIED: lot COOP-2")
+    assert "the bundle is for lot 'COOP-2', not the label's 'COOP-1'" in _one_error(
+        other, "not_verified"
+    )
+    unlabelled = runner(args, transport=served("COOP-1", None))
+    assert unlabelled.code == 1
+    assert f"the bundle's label_at is null, not the label's event {label[:12]}…" in _one_error(
+        unlabelled, "not_verified"
+    )

@@ -1,0 +1,249 @@
+"""Crafted bundles handed to ``verify_bundle`` (PROTOCOL.md section 7), as an independent
+implementation or a dishonest log would make them.
+
+The attacker here holds a log key (the buyer was given it, or it leaked): its checkpoint
+and every inclusion proof are genuine for the leaves it chose, so only the verifier's own
+checks stand between a forged provenance and a buyer. Each forgery must be refused with the
+entry and the reason; each honest variant accepted; and nothing may raise.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from ledger import merkle
+from ledger.checkpoint import LogSigner
+from ledger.protocol import canonical, event_id, public_key_hex
+from ledger.verify import BUNDLE_FORMAT, Report, verify_bundle
+from tests import factories
+
+LOG = LogSigner(factories.ORIGIN, b"\x5a" * 32)
+
+
+def fake_bundle(
+    envelopes: list[dict[str, Any]],
+    lot: str,
+    head: str,
+    *,
+    seqs: list[int] | None = None,
+    label_at: str | None = None,
+) -> dict[str, Any]:
+    """A bundle over a log of exactly ``envelopes`` (no rules applied), holding the entries
+    ``seqs`` (all by default), each with a genuine inclusion proof against a checkpoint
+    signed by ``LOG``."""
+    tree = merkle.MemoryHashStore()
+    merkle.append_leaves(tree, 0, [merkle.leaf_hash(canonical(e)) for e in envelopes])
+    size = len(envelopes)
+    root = merkle.tree_root(tree, size)
+    return {
+        "format": BUNDLE_FORMAT,
+        "lot": lot,
+        "head": head,
+        "label_at": label_at,
+        "log": {"origin": LOG.origin, "verifier_key": LOG.verifier_key, "registrar_key": None},
+        "checkpoint": LOG.sign(size, root).note,
+        "entries": [
+            {
+                "seq": seq,
+                "envelope": envelopes[seq],
+                "proof": [h.hex() for h in merkle.inclusion_proof(tree, seq, size)],
+            }
+            for seq in (range(size) if seqs is None else seqs)
+        ],
+    }
+
+
+def verify(bundle: dict[str, Any], pinned: str | None = None, **label: Any) -> Report:
+    """The report on the bundle's canonical bytes, as a buyer's device reads them."""
+    return verify_bundle(canonical(bundle), LOG.verifier_key, pinned, **label)
+
+
+def failures(report: Report) -> list[tuple[int | None, str]]:
+    return [(f.seq, f.reason) for f in report.failures]
+
+
+def refused(report: Report) -> tuple[int | None, str]:
+    """The first failure of a report that must not verify, as (seq, reason)."""
+    assert not report.ok, "the bundle verified but should not have"
+    assert report.state is None, "a failed report must not show a recomputed state"
+    return report.failures[0].seq, report.failures[0].reason
+
+
+@pytest.fixture
+def world() -> factories.World:
+    """The standard cast, one lot registered at site-a and handed to the trader."""
+    w = factories.World.standard()
+    w.register_lot("COOP-1", "site-a")
+    w.transfer("COOP-1", "trader")
+    return w
+
+
+def test_control_the_fake_log_bundle_verifies(world: factories.World) -> None:
+    bundle = fake_bundle(world.envelopes(), "COOP-1", world.head("COOP-1"))
+    report = verify(bundle, public_key_hex(world.registrar_key))
+    assert report.ok, failures(report)
+    assert report.state is not None and report.state["custodian"] == "trader"
+
+
+# ---------------------------------------------------------------------------
+# Section 7, step 3: the registrar at seq 0, whatever its envelope holds
+
+
+@pytest.mark.parametrize(
+    ("signature", "pinned"),
+    [
+        (factories.DROP, True),
+        (factories.DROP, False),
+        ("not an object", True),
+        ({"key": 5, "value": "00" * 64}, True),
+        ({"key": ["ab" * 32], "value": "00" * 64}, False),
+    ],
+)
+def test_seq_0_with_a_malformed_signature_is_reported_not_raised(
+    world: factories.World, signature: Any, pinned: bool
+) -> None:
+    envelopes = world.envelopes()
+    if signature is factories.DROP:
+        del envelopes[0]["signature"]
+    else:
+        envelopes[0]["signature"] = signature
+    bundle = fake_bundle(envelopes, "COOP-1", world.head("COOP-1"))
+    report = verify(bundle, public_key_hex(world.registrar_key) if pinned else None)
+    seq, reason = refused(report)
+    assert seq == 0
+    assert report.failures[0].event_id == event_id(envelopes[0]["body"])
+    assert reason.startswith("refused by the rules (schema): ")
+
+
+# ---------------------------------------------------------------------------
+# Section 3: one leaf per seq, one seq per event
+
+
+@pytest.mark.parametrize(("position", "fake_seq"), [(0, False), (1, True)])
+def test_a_seq_that_is_a_boolean_is_not_an_entry(
+    world: factories.World, position: int, fake_seq: bool
+) -> None:
+    """JSON ``false`` and ``true`` are not the integers 0 and 1 (Python's bool is an int)."""
+    bundle = fake_bundle(world.envelopes(), "COOP-1", world.head("COOP-1"))
+    bundle["entries"][position]["seq"] = fake_seq
+    assert refused(verify(bundle)) == (None, "an entry is not {seq, envelope, proof}")
+
+
+def test_the_same_event_logged_twice_is_refused(world: factories.World) -> None:
+    """A server answers a re-post with the first receipt and never appends it again
+    (section 2): a log holding the same envelope at two seqs is not a goldtrail log."""
+    envelopes = world.envelopes()
+    last = len(envelopes) - 1
+    envelopes.append(copy.deepcopy(envelopes[last]))  # the acceptance, again
+    bundle = fake_bundle(envelopes, "COOP-1", world.head("COOP-1"))
+    report = verify(bundle)
+    seq, reason = refused(report)
+    assert seq == last + 1
+    assert report.failures[0].event_id == world.head("COOP-1")
+    assert reason == f"the event is already in the log at seq {last}"
+
+
+# ---------------------------------------------------------------------------
+# "Never raises for a bad bundle": a bundle given as a dict may hold any Python value
+
+
+def _deep(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [10**30, float("nan"), {1, 2}, b"bytes", {1: "non-string key"}, _deep(100_000)],
+    ids=["huge-int", "nan", "set", "bytes", "int-key", "deep"],
+)
+@pytest.mark.parametrize("where", ["body", "signature", "envelope"])
+def test_values_json_cannot_hold_are_reported_not_raised(
+    world: factories.World, value: Any, where: str
+) -> None:
+    bundle = fake_bundle(world.envelopes(), "COOP-1", world.head("COOP-1"))
+    last = bundle["entries"][-1]
+    envelope = copy.copy(last["envelope"])  # shallow copies: the deep value is never copied
+    if where == "body":
+        envelope["body"] = {**envelope["body"], "mass_mg": value}
+    elif where == "signature":
+        envelope["signature"] = {**envelope["signature"], "value": value}
+    else:
+        envelope["extra"] = value
+    last["envelope"] = envelope
+    report = verify_bundle(bundle, LOG.verifier_key)
+    seq, reason = refused(report)
+    assert seq == last["seq"]
+    assert reason.startswith("the inclusion proof does not match the checkpoint: ")
+
+
+# ---------------------------------------------------------------------------
+# Section 7: the label a buyer scanned, /l/{lot}?at={event}
+
+
+@pytest.fixture
+def two_lots() -> factories.World:
+    """COOP-1 with a label printed at its registration, then sold to the trader; COOP-2,
+    a second lot of the same cooperative."""
+    w = factories.World.standard()
+    w.register_lot("COOP-1", "site-a")
+    w.register_lot("COOP-2", "site-a")
+    w.transfer("COOP-1", "trader")
+    return w
+
+
+def test_a_genuine_bundle_for_another_lot_is_not_the_labels(two_lots: factories.World) -> None:
+    """A server answering /l/COOP-1?at=… with COOP-2's (valid) bundle."""
+    label = two_lots.ledger.envelopes[14]["body"]
+    assert (label["type"], label["lot"]) == ("lot.registered", "COOP-1")
+    at = event_id(label)
+    other = fake_bundle(two_lots.envelopes(), "COOP-2", two_lots.head("COOP-2"))
+    assert verify(other).ok  # a bundle for COOP-2, as such
+    report = verify(other, lot="COOP-1", label_at=at)
+    assert refused(report) == (None, "the bundle is for lot 'COOP-2', not the label's 'COOP-1'")
+    # the right lot, answered without the label: nothing would be listed since it
+    bundle = fake_bundle(two_lots.envelopes(), "COOP-1", two_lots.head("COOP-1"))
+    report = verify(bundle, lot="COOP-1", label_at=at)
+    assert refused(report) == (
+        None,
+        f"the bundle's label_at is null, not the label's event {at[:12]}…",
+    )
+    # and with the label's event, every later event of its chain is listed
+    bundle["label_at"] = at
+    report = verify(bundle, lot="COOP-1", label_at=at)
+    assert report.ok, failures(report)
+    assert [t.type for t in report.after_label] == [
+        "lot.transfer_offered",
+        "lot.transfer_accepted",
+    ]
+
+
+# ---------------------------------------------------------------------------
+# Section 7, step 5: what is shown is as the log stood when the gold was registered
+
+
+def test_a_later_assessment_does_not_recolour_the_origin_site() -> None:
+    """Section 7 asks a bundle to hold the site events logged before the registrations; a
+    bundle may hold more (every entry is genuine), such as a green assessment made after
+    the gold was registered at a yellow site. The lot's flag stays ``site_yellow`` and the
+    origin site is still shown as the gold was registered under: yellow, with that
+    assessment."""
+    w = factories.World.standard()
+    w.assess_site("site-a", "yellow")
+    w.register_lot("COOP-1", "site-a")
+    w.assess_site("site-a", "green", cahra=False)  # after the registration
+    envelopes, head = w.envelopes(), w.head("COOP-1")
+    minimal = verify(fake_bundle(envelopes, "COOP-1", head, seqs=list(range(16))))
+    assert minimal.ok, failures(minimal)
+    report = verify(fake_bundle(envelopes, "COOP-1", head))  # with the later assessment
+    assert report.ok, failures(report)
+    assert report.state is not None
+    assert [f["code"] for f in report.state["flags"]] == ["site_yellow"]
+    assert report.sites == minimal.sites
+    assert report.sites[0]["status"] == "yellow"
+    assert report.sites[0]["assessment"]["status"] == "yellow"
