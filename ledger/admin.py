@@ -34,6 +34,7 @@ from ledger.protocol import parse_strict
 from ledger.rules import admit
 from ledger.state import Changes, MemoryState, StagedState
 from ledger.store import (
+    PROJECTIONS_MARK,
     Ledger,
     SqlHashStore,
     SqlState,
@@ -233,6 +234,13 @@ def rebuild_projections(engine: Engine, origin: str, registrar_key: str | None) 
                 events=list(state.events.values()),
             )
         )
+        # a ledger (another process's, for one) keeps rows it read while the log's size
+        # does not change: a new mark tells it these are not them
+        mark = conn.execute(
+            select(tables.log_meta.c.value).where(tables.log_meta.c.key == PROJECTIONS_MARK)
+        ).scalar()
+        count = int(mark) + 1 if mark is not None and str(mark).isdigit() else 1
+        _upsert(conn, tables.log_meta, [{"key": PROJECTIONS_MARK, "value": str(count)}], ["key"])
         return state.size()
 
 

@@ -398,6 +398,24 @@ def log_size(conn: Connection) -> int:
     return 0 if last is None else int(last) + 1
 
 
+#: the ``log_meta`` key whose value ``ledger.admin.rebuild_projections`` changes each time it
+#: rewrites the projections without appending (a ledger must not reuse rows it read before)
+PROJECTIONS_MARK = "projections_rebuilt"
+
+
+def _log_version(conn: Connection) -> tuple[int, str | None]:
+    """The log's size and the projections' mark (``PROJECTIONS_MARK``), in one query: every
+    projection row changes with one of them."""
+    meta = tables.log_meta
+
+    def build() -> Any:
+        mark = select(meta.c.value).where(meta.c.key == PROJECTIONS_MARK).scalar_subquery()
+        return select(func.max(tables.log.c.seq), mark)
+
+    last, mark = conn.execute(_statement(("log_version",), build)).one()
+    return (0 if last is None else int(last) + 1), (None if mark is None else str(mark))
+
+
 # ---------------------------------------------------------------------------
 # The tree's hashes and the projections, over one connection
 
@@ -592,12 +610,21 @@ class SqlState:
         self.conn = conn
         self._cache: dict[str, dict[str, Any]] = {kind: {} for kind in _LOOKUPS}
         self._size: int | None = None
+        self._version: tuple[int, str | None] | None = None
 
     def size(self) -> int:
         """Number of events in the log (read once, like every other read, until ``apply``)."""
         if self._size is None:
             self._size = log_size(self.conn)
         return self._size
+
+    def version(self) -> tuple[int, str | None]:
+        """The log's size and the projections' mark (``PROJECTIONS_MARK``): what the rows
+        read here depend on (read once, until ``apply``)."""
+        if self._version is None:
+            self._version = _log_version(self.conn)
+            self._size = self._version[0]
+        return self._version
 
     def _get(self, kind: str, key: str) -> Any:
         cache = self._cache[kind]
@@ -631,11 +658,12 @@ class SqlState:
             for key in chunk:
                 cache.setdefault(key, None)
 
-    def reads(self) -> dict[str, dict[str, Any]]:
+    def reads(self) -> tuple[str | None, dict[str, dict[str, Any]]]:
         """What this state has read so far of the kinds a later transaction may reuse
-        (``_KEPT``): per kind, key -> value (None for a row not found). Call before
-        ``apply``, which forgets every read."""
-        return {kind: self._cache[kind] for kind in _KEPT}
+        (``_KEPT``): per kind, key -> value (None for a row not found); with the
+        projections' mark they were read under. Call before ``apply``, which forgets
+        every read."""
+        return self.version()[1], {kind: self._cache[kind] for kind in _KEPT}
 
     def recall(self, reads: dict[str, dict[str, Any]]) -> None:
         """Take ``reads`` (from ``reads`` of an earlier transaction) as already read: the
@@ -717,7 +745,7 @@ class SqlState:
         Raises whatever the database raises (a key or prefix claimed twice, for one).
         """
         self._cache = {kind: {} for kind in _LOOKUPS}
-        self._size = None
+        self._size = self._version = None
         conn = self.conn
         _upsert(
             conn,
@@ -923,10 +951,10 @@ class Ledger:
         #: the right edge of the tree after this ledger's last committed append: the next
         #: append reads it from here instead of the database if the size is still the same
         self._frontier: Frontier | None = None
-        #: the log's size after this ledger's last committed append, and the actors, sites,
-        #: key owners and prefix owners that append read and did not change: the next
-        #: append takes them from here if the size is still the same
-        self._kept: tuple[int, dict[str, dict[str, Any]]] | None = None
+        #: the log's size after this ledger's last committed append with the projections'
+        #: mark, and the actors, sites, key owners and prefix owners that append read or
+        #: wrote: the next append takes them from here if both are still the same
+        self._kept: tuple[tuple[int, str | None], dict[str, dict[str, Any]]] | None = None
 
     @property
     def verifier_key(self) -> str:
@@ -942,16 +970,21 @@ class Ledger:
 
     def _state(self, conn: Connection) -> SqlState:
         """The projections as a write transaction sees them, with what this ledger's last
-        committed append read and left unchanged, if nothing was appended since (by this
-        ledger or any other: the log only grows, and every projection row changes only
-        with an append)."""
+        committed append read or wrote, if nothing was appended since (by this ledger or
+        any other: the log only grows) and the projections were not rebuilt (every
+        projection row changes only with one or the other)."""
         state = SqlState(conn)
         kept = self._kept
-        if kept is not None and kept[0] == state.size():
+        if kept is not None and kept[0] == state.version():
             state.recall(kept[1])
         return state
 
-    def _keep(self, size: int, reads: dict[str, dict[str, Any]], changes: Changes) -> None:
+    def _keep(
+        self,
+        size: int,
+        reads: tuple[str | None, dict[str, dict[str, Any]]],
+        changes: Changes,
+    ) -> None:
         """After a commit that left the log at ``size``: keep the rows the append read
         (found ones only), and what it wrote in their place (an actor's or a site's new
         state as the object it wrote: staged objects are never changed in place, and
@@ -962,11 +995,12 @@ class Ledger:
             "key": changes.keys,
             "prefix": changes.prefixes,
         }
+        mark, rows_read = reads
         self._kept = (
-            size,
+            (size, mark),
             {
                 kind: {k: v for k, v in rows.items() if v is not None} | written[kind]
-                for kind, rows in reads.items()
+                for kind, rows in rows_read.items()
             },
         )
 

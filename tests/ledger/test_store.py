@@ -495,6 +495,34 @@ def test_a_rolled_back_append_leaves_no_reads_behind(
     assert sound(started)
 
 
+def test_an_append_after_a_rebuild_reads_the_rebuilt_rows(started: Ledger, key_file: Path) -> None:
+    """A rebuild rewrites the projections without appending: a ledger that kept the rows
+    its last append read or wrote (here one made from a damaged row) reads them again."""
+    from ledger.admin import rebuild_projections
+
+    started.append([auditor(1)], check_time=False)
+    actors = tables.actors
+    with started.engine.begin() as conn:  # damage: a name the log never gave
+        doc = conn.execute(select(actors.c.doc).where(actors.c.id == "auditor-00001")).scalar_one()
+        conn.execute(
+            actors.update().where(actors.c.id == "auditor-00001").values(doc={**doc, "name": "X"})
+        )
+    other = another_ledger(started, key_file)
+    try:  # so that the first ledger reads the damaged row, not what it wrote
+        other.append_one(auditor(2), check_time=False)
+    finally:
+        other.engine.dispose()
+    started.append_one(own_profile(1, 5), check_time=False)  # keeps the damaged actor
+    assert not sound(started)
+    rebuild_projections(started.engine, ORIGIN, REGISTRAR_HEX)
+    assert sound(started)
+    started.append_one(own_profile(1, 6), check_time=False)
+    assert sound(started)
+    rebuild_projections(started.engine, ORIGIN, REGISTRAR_HEX)  # the mark moves on
+    started.append_one(own_profile(1, 7), check_time=False)
+    assert sound(started)
+
+
 def _count(ledger: Ledger) -> tuple[int, int, int]:
     store = ledger.last_hash_store
     assert store is not None
