@@ -447,6 +447,90 @@ def test_small_group_payment_is_suppressed_everywhere(
     assert not re.search(r"\b(30000000|20000000)\b", text)
 
 
+def _paid_registration(
+    n: int, women: int, men: int, to_women: int, total: int
+) -> tuple[int, str, dict[str, Any]]:
+    """A bare lot.registered body (reports do not verify) with a UGX payment."""
+    return (
+        n,
+        f"{n:064x}",
+        {
+            "v": 1,
+            "type": "lot.registered",
+            "actor": "coop-x",
+            "time": f"2026-12-{n:02d}T08:00:00Z",
+            "lot": f"X-{n:04d}",
+            "site": "site-x",
+            "mass_mg": 1000,
+            "form": "gold",
+            "fineness_ppm": 900000,
+            "extracted": {"from": "2026-11-20", "to": "2026-11-30"},
+            "producers": {"women": women, "men": men},
+            "recovery": "none",
+            "declarations": CLEAN,
+            "payment": {
+                "total": {"amount_minor": total, "currency": "UGX"},
+                "to_women": {"amount_minor": to_women, "currency": "UGX"},
+            },
+        },
+    )
+
+
+def test_payment_into_the_hands_of_fewer_than_five_women_or_men_enters_no_figure() -> None:
+    # to_women is the pay of the team's women, total − to_women that of its men: each of the
+    # two groups must be absent or hold at least 5 people (PROTOCOL.md section 7)
+    stream = [
+        _paid_registration(1, 5, 0, 500, 500),  # 5 women, no men: shown
+        _paid_registration(2, 5, 5, 300, 1000),  # 5 and 5: shown
+        _paid_registration(3, 4, 6, 100, 1000),  # 100 would be 4 women's pay: left out
+        _paid_registration(4, 6, 4, 600, 1000),  # 1000 − 600 would be 4 men's pay: left out
+        _paid_registration(5, 0, 5, 0, 700),  # 5 men, no women: shown
+    ]
+    report = gender_report(stream, _NoLookup(), sites=[], actors=[])
+    # 500 + 300 + 0 = 800 over 500 + 1 000 + 700 = 2 200 → 0.3636; producers 5 + 10 + 5 = 20
+    assert report["registrations"]["payments"] == [
+        {
+            "currency": "UGX",
+            "lots": 3,
+            "producers": 20,
+            "total_minor": 2200,
+            "to_women_minor": 800,
+            "women_share_of_payments": R(0.3636, 800, 2200),
+            "excluded_small_groups": 2,
+        }
+    ]
+    (month,) = report["by_month"]
+    assert month["registrations"]["payments"] == report["registrations"]["payments"]
+
+
+def test_one_womans_pay_is_not_shown_as_a_site_figure(base: tuple[MemoryLedger, Events]) -> None:
+    # KIT-2026-0007 has 1 woman and 7 men: its UGX 60 000 "to women" is one woman's pay
+    ledger, events = base
+    report = gender_report(events, ledger.state, site="site-kassanda-kitumbi")
+    assert report["registrations"]["producers"] == {"women": 1, "men": 7}  # counts: shown
+    assert report["registrations"]["payments"] == [
+        {
+            "currency": "UGX",
+            "suppressed": True,
+            "reason": "fewer than 5 people",
+            "excluded_small_groups": 1,
+        }
+    ]
+    text = json.dumps(report) + gender_csv(report)
+    assert not re.search(r"\b(60000|1350000|1290000)\b", text)
+
+
+class _NoLookup:
+    def actor(self, actor_id: str) -> ActorState | None:
+        return None
+
+    def site(self, site_id: str) -> SiteState | None:
+        return None
+
+    def lot(self, lot_id: str) -> LotState | None:
+        return None
+
+
 def test_a_group_of_exactly_five_is_shown(extended: tuple[MemoryLedger, Events]) -> None:
     ledger, events = extended
     report = gender_report(events, ledger.state)
