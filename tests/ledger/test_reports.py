@@ -985,3 +985,19 @@ def test_report_charts(extended: tuple[MemoryLedger, Events]) -> None:
     ]
     # the whole dashboard's SVG (a page) stays small
     assert sum(len(c.svg) for c in charts) < 200_000
+
+
+def test_mass_table_shows_every_milligram(extended: tuple[MemoryLedger, Events]) -> None:
+    # the table beside the chart is the chart's numbers: exact grams, never 6 digits of them
+    ledger, events = extended
+    gender = gender_report(events, ledger.state)
+    dd = copy.deepcopy(due_diligence_report(events, ledger.state, today="2027-02-01"))
+    dd["mass_by_risk"]["low"]["mass_mg"] = 1234567891  # 1 234 567.891 g
+    dd["mass_by_risk"]["medium"]["mass_mg"] = 350000001  # 350 000.001 g
+    (mass,) = [c for c in report_charts(gender, dd) if c.id == "dd-mass"]
+    assert mass.rows == [
+        ["low", "1234567.891"],
+        ["medium", "350000.001"],
+        ["high", "0"],
+        ["hold", "5"],  # MAK-2026-0002: 5 000 mg
+    ]
