@@ -260,6 +260,12 @@ def _payment(reg: Mapping[str, Any], currency: str) -> Mapping[str, Any] | None:
     return None
 
 
+def _grams(mass_mg: int) -> str:
+    """mg as exact grams: ``44800`` → ``44.8``, ``1234567891`` → ``1234567.891``."""
+    whole, rest = divmod(mass_mg, 1000)
+    return str(whole) if rest == 0 else f"{whole}.{rest:03d}".rstrip("0")
+
+
 def _table(labels: Sequence[str], cells: Mapping[str, Sequence[str]]) -> list[list[str]]:
     return [[label, *(cells[name][i] for name in cells)] for i, label in enumerate(labels)]
 
@@ -424,7 +430,8 @@ def report_charts(
             {"Sites": [str(c) for c in counts]},
         )
         risks = list(due_diligence["mass_by_risk"])
-        grams = [due_diligence["mass_by_risk"][r]["mass_mg"] / 1000 for r in risks]
+        mass_mg = [int(due_diligence["mass_by_risk"][r]["mass_mg"]) for r in risks]
+        grams = [m / 1000 for m in mass_mg]
         title = "Mass of lots in hand by risk class (g)"
         add(
             "dd-mass",
@@ -432,7 +439,7 @@ def report_charts(
             bar_chart(title, risks, {"Mass (g)": grams}, y_label="g", chart_id="dd-mass"),
             "Risk",
             risks,
-            {"Mass (g)": [f"{g:g}" for g in grams]},
+            {"Mass (g)": [_grams(m) for m in mass_mg]},
         )
         codes = list(due_diligence["open_flags"]["by_code"])
         n = [due_diligence["open_flags"]["by_code"][c] for c in codes]
