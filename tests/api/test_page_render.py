@@ -501,6 +501,28 @@ def test_payments_of_a_group_of_five_are_shown() -> None:
     assert "withheld" not in text
 
 
+@pytest.mark.parametrize(("women", "men"), [(3, 2), (6, 3), (1, 7)])
+def test_payments_into_fewer_than_five_womens_or_mens_hands_are_withheld(
+    women: int, men: int
+) -> None:
+    # to_women is the women's pay, total − to_women the men's: each group is 0 or ≥ 5
+    small, bundle, report = _small_group(women, men)
+    text = visible(render(small, bundle, report))
+    assert "CDF: withheld to protect privacy" in text
+    assert "1,980,000" not in text and "1,320,000" not in text
+
+
+def test_bar_page_minus_its_origins_pages_cannot_give_one_womans_pay(
+    log: Log, bar: tuple[dict[str, Any], Report]
+) -> None:
+    # KIT-2026-0007 (1 woman, 7 men) is paid in UGX with TII-0042 and TII-0043, whose own
+    # pages show their payments: the bar's UGX figure minus theirs would be her pay
+    bundle, report = bar
+    text = visible(render(log, bundle, report))
+    assert "UGX: withheld to protect privacy" in text
+    assert "CDF: withheld to protect privacy" in text  # MAK-2026-0001: 3 men
+    assert "3,260,000" not in text and "5,650,000" not in text
+
 def test_payments_are_withheld_without_the_registrations(
     log: Log, bar: tuple[dict[str, Any], Report]
 ) -> None:
