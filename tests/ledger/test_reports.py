@@ -1001,3 +1001,20 @@ def test_mass_table_shows_every_milligram(extended: tuple[MemoryLedger, Events])
         ["high", "0"],
         ["hold", "5"],  # MAK-2026-0002: 5 000 mg
     ]
+
+
+def test_count_charts_have_whole_number_axes(extended: tuple[MemoryLedger, Events]) -> None:
+    # sites, open flags, pits and units are counted: an axis tick of "0.4" sites means
+    # nothing (and stays "0.4", not "0,4", on the French page)
+    ledger, events = extended
+    gender = gender_report(events, ledger.state)
+    dd = due_diligence_report(events, ledger.state, today="2027-02-01")
+    by_id = {c.id: c for c in report_charts(gender, dd)}
+    for chart_id, ticks in (
+        ("dd-colours", ["0", "1", "2"]),  # at most 2 sites of a colour
+        ("dd-flags", ["0", "1", "2"]),  # at most 2 open flags of a code
+    ):
+        texts = re.findall(r"<text\b[^>]*>([^<]*)</text>", by_id[chart_id].svg)
+        assert [x for x in texts if re.fullmatch(r"[\d.]+", x)] == ticks, chart_id
+    owned = re.findall(r"<text\b[^>]*>([^<]*)</text>", by_id["site-owned"].svg)
+    assert not [x for x in owned if re.fullmatch(r"\d+\.\d+", x)]
