@@ -265,8 +265,7 @@ EN: dict[str, str] = {
     "reports.fact.payment_value": "{currency}: {share} (groups totalling {producers} producers)",
     "reports.fact.payment_withheld": "{currency}: withheld (fewer than 5 people)",
     "reports.fact.excluded": (
-        "Registrations paying 1 to 4 women or 1 to 4 men, left out of every payment "
-        "figure: {n}"
+        "Registrations paying 1 to 4 women or 1 to 4 men, left out of every payment figure: {n}"
     ),
     "reports.fact.no_payments": "No payment recorded",
     "reports.fact.sites": "Sites by ICGLR colour (today)",

@@ -521,6 +521,7 @@ def test_bar_page_minus_its_origins_pages_cannot_give_one_womans_pay(
     assert "CDF: withheld to protect privacy" in text  # MAK-2026-0001: 3 men
     assert "3,260,000" not in text and "5,650,000" not in text
 
+
 def test_payments_are_withheld_without_the_registrations(
     log: Log, bar: tuple[dict[str, Any], Report]
 ) -> None:
