@@ -265,7 +265,7 @@ EN: dict[str, str] = {
     "reports.fact.payment_value": "{currency}: {share} (groups totalling {producers} producers)",
     "reports.fact.payment_withheld": "{currency}: withheld (fewer than 5 people)",
     "reports.fact.excluded": (
-        "Registrations of fewer than 5 people, left out of every payment figure: {n}"
+        "Registrations paying 1 to 4 women or 1 to 4 men, left out of every payment figure: {n}"
     ),
     "reports.fact.no_payments": "No payment recorded",
     "reports.fact.sites": "Sites by ICGLR colour (today)",
@@ -597,7 +597,8 @@ FR: dict[str, str] = {
     ),
     "reports.fact.payment_withheld": "{currency} : masqué (moins de 5 personnes)",
     "reports.fact.excluded": (
-        "Enregistrements de moins de 5 personnes, exclus de tout chiffre de paiement : {n}"
+        "Enregistrements payant de 1 à 4 femmes ou de 1 à 4 hommes, exclus de tout chiffre "
+        "de paiement : {n}"
     ),
     "reports.fact.no_payments": "Aucun paiement enregistré",
     "reports.fact.sites": "Sites par couleur CIRGL (aujourd'hui)",

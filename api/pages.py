@@ -529,8 +529,10 @@ def _flag(lang: str, flag: Mapping[str, Any]) -> Flag:
 
 
 def _smallest_payment_groups(report: Report, bodies: dict[str, dict[str, Any]]) -> dict[str, int]:
-    """Per payment currency, the fewest producers of an origin registration paid in it (a
-    figure summing a small group's payment is withheld, as the reports leave it out)."""
+    """Per payment currency, the smallest group paid in it: over the origin registrations
+    paid in that currency, the fewest women or men of a team that has any (``to_women`` is
+    the women's pay, ``total − to_women`` the men's). A figure summing a small group's
+    payment is withheld, as the reports leave it out."""
     groups: dict[str, int] = {}
     for item in report.timeline:
         body = bodies.get(item.event_id)
@@ -541,7 +543,10 @@ def _smallest_payment_groups(report: Report, bodies: dict[str, dict[str, Any]]) 
         if not isinstance(payment, Mapping) or not isinstance(producers, Mapping):
             continue
         currency = payment.get("total", {}).get("currency")
-        count = int(producers.get("women", 0)) + int(producers.get("men", 0))
+        present = [
+            n for n in (int(producers.get("women", 0)), int(producers.get("men", 0))) if n > 0
+        ]
+        count = min(present, default=0)
         if isinstance(currency, str):
             groups[currency] = min(groups.get(currency, count), count)
     return groups

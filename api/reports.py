@@ -89,7 +89,8 @@ class ReportFineMg(_Shape):
 
 
 class ReportPayment(_Shape):
-    """Payments in one currency over registrations of groups of at least 5 people."""
+    """Payments in one currency over registrations whose women and whose men each number 0
+    or at least 5 (``to_women`` is the women's pay, ``total − to_women`` the men's)."""
 
     currency: str
     lots: int
@@ -101,7 +102,7 @@ class ReportPayment(_Shape):
 
 
 class ReportPaymentSuppressed(_Shape):
-    """A currency whose every payment concerns a group of fewer than 5 people."""
+    """A currency whose every payment concerns a group of 1 to 4 women or 1 to 4 men."""
 
     currency: str
     suppressed: Literal[True]

@@ -89,14 +89,16 @@ def _svg(fig: Figure, title: str, desc: str, chart_id: str | None) -> str:
     return opening + accessible + text[head_end:]
 
 
-def _finish(fig: Figure, ax: Any, title: str, y_label: str, percent: bool) -> None:
+def _finish(
+    fig: Figure, ax: Any, title: str, y_label: str, percent: bool, integer: bool = False
+) -> None:
     ax.set_title(title, loc="left", fontsize=10)
     if y_label:
         ax.set_ylabel(y_label)
     if percent:
         ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
     else:
-        ax.yaxis.set_major_locator(MaxNLocator(integer=False, nbins=6))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=integer, nbins=6))
     ax.grid(axis="y", color="#dddddd", linewidth=0.6)
     ax.set_axisbelow(True)
 
@@ -166,12 +168,14 @@ def bar_chart(
     *,
     y_label: str = "",
     percent: bool = False,
+    integer: bool = False,
     chart_id: str | None = None,
 ) -> str:
     """Grouped bars: one group per label (e.g. per site), one bar per series, as SVG text.
 
     A ``None`` value draws no bar (no data, or suppressed). ``percent`` formats the y axis
-    for shares in 0..1. ``chart_id`` prefixes the SVG's ids (default: from the title).
+    for shares in 0..1; ``integer`` puts only whole numbers on the axis (counts).
+    ``chart_id`` prefixes the SVG's ids (default: from the title).
     """
     names = list(series)
     desc = (
@@ -209,7 +213,7 @@ def bar_chart(
             _percent_limits(ax, series, percent)
             if len(names) > 1:
                 ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-        _finish(fig, ax, title, y_label, percent)
+        _finish(fig, ax, title, y_label, percent, integer)
         return _svg(fig, title, desc, chart_id)
 
 
@@ -258,6 +262,12 @@ def _payment(reg: Mapping[str, Any], currency: str) -> Mapping[str, Any] | None:
             share: Mapping[str, Any] = p if p.get("suppressed") else p["women_share_of_payments"]
             return share
     return None
+
+
+def _grams(mass_mg: int) -> str:
+    """mg as exact grams: ``44800`` → ``44.8``, ``1234567891`` → ``1234567.891``."""
+    whole, rest = divmod(mass_mg, 1000)
+    return str(whole) if rest == 0 else f"{whole}.{rest:03d}".rstrip("0")
 
 
 def _table(labels: Sequence[str], cells: Mapping[str, Sequence[str]]) -> list[list[str]]:
@@ -371,6 +381,7 @@ def report_charts(
             title,
             labels,
             {k: [None if x is None else float(x) for x in v] for k, v in owned.items()},
+            integer=True,
             chart_id="site-owned",
         ),
         "Site",
@@ -418,13 +429,20 @@ def report_charts(
         add(
             "dd-colours",
             title,
-            bar_chart(title, colours, {"Sites": [float(c) for c in counts]}, chart_id="dd-colours"),
+            bar_chart(
+                title,
+                colours,
+                {"Sites": [float(c) for c in counts]},
+                integer=True,
+                chart_id="dd-colours",
+            ),
             "Colour",
             colours,
             {"Sites": [str(c) for c in counts]},
         )
         risks = list(due_diligence["mass_by_risk"])
-        grams = [due_diligence["mass_by_risk"][r]["mass_mg"] / 1000 for r in risks]
+        mass_mg = [int(due_diligence["mass_by_risk"][r]["mass_mg"]) for r in risks]
+        grams = [m / 1000 for m in mass_mg]
         title = "Mass of lots in hand by risk class (g)"
         add(
             "dd-mass",
@@ -432,7 +450,7 @@ def report_charts(
             bar_chart(title, risks, {"Mass (g)": grams}, y_label="g", chart_id="dd-mass"),
             "Risk",
             risks,
-            {"Mass (g)": [f"{g:g}" for g in grams]},
+            {"Mass (g)": [_grams(m) for m in mass_mg]},
         )
         codes = list(due_diligence["open_flags"]["by_code"])
         n = [due_diligence["open_flags"]["by_code"][c] for c in codes]
@@ -440,7 +458,13 @@ def report_charts(
         add(
             "dd-flags",
             title,
-            bar_chart(title, codes, {"Open flags": [float(x) for x in n]}, chart_id="dd-flags"),
+            bar_chart(
+                title,
+                codes,
+                {"Open flags": [float(x) for x in n]},
+                integer=True,
+                chart_id="dd-flags",
+            ),
             "Code",
             codes,
             {"Open flags": [str(x) for x in n]},

@@ -15,13 +15,16 @@ Reports show **counts, never a person**. Ratios are exact fractions, shown as
 Small-group suppression (PROTOCOL.md section 7: pages and reports show a payment or income
 figure only when it concerns a group of at least 5 people):
 
-- The group of a registration's ``payment`` is the lot's producers (women + men). A
-  registration whose group has fewer than ``MIN_GROUP`` people never enters any payment
-  figure: not a total, not a share, not an aggregate over a site, a cooperative, a month or
-  the whole report. It is only counted in ``excluded_small_groups``. So every payment
-  figure shown is a sum over groups that each have at least 5 people, and no subtraction of
-  two shown figures can reveal a small group's payment (an aggregate that merely totals
-  5 people or more would let "site total − month total" give a small group away).
+- A registration's ``payment`` concerns two groups: ``to_women`` is the pay of the team's
+  women, and ``total − to_women`` (two shown figures) that of its men. A registration
+  enters the payment figures only when each of the two groups is absent (0 people) or has
+  at least ``MIN_GROUP`` people; otherwise (1 woman and 7 men, say) it never enters any
+  payment figure: not a total, not a share, not an aggregate over a site, a cooperative, a
+  month or the whole report. It is only counted in ``excluded_small_groups``. So every
+  payment figure shown is a sum over groups that each have at least 5 people, and no
+  subtraction of two shown figures can reveal a small group's payment (an aggregate that
+  merely totals 5 people or more would let "site total − month total" give a small group
+  away).
 - A per-currency payment entry with nothing left to show is replaced by
   ``{"currency": …, "suppressed": true, "reason": "fewer than 5 people", …}``.
 - A site's median daily income for women (men) concerns the women (men) of the site's
@@ -171,15 +174,21 @@ def _filters(
 # Gender report: registration aggregates
 
 
+def _payment_shown(women: int, men: int) -> bool:
+    """Whether a registration's payment may enter a figure: its women (whose pay is
+    ``to_women``) and its men (``total − to_women``) are each none or at least 5."""
+    return all(n == 0 or n >= MIN_GROUP for n in (women, men)) and women + men >= MIN_GROUP
+
+
 @dataclass
 class _Money:
-    """Payments in one currency over registrations whose group has ≥ MIN_GROUP people."""
+    """Payments in one currency over registrations whose women and men each number 0 or ≥ 5."""
 
     lots: int = 0
     people: int = 0
     total: int = 0
     to_women: int = 0
-    excluded: int = 0  # registrations left out: fewer than MIN_GROUP producers
+    excluded: int = 0  # registrations left out: 1 to 4 women or 1 to 4 men
 
     def render(self, currency: str) -> dict[str, Any]:
         if self.lots == 0:
@@ -221,7 +230,7 @@ class _Registrations:
         payment = body.get("payment")
         if payment is not None:
             money = self.payments.setdefault(payment["total"]["currency"], _Money())
-            if women + men < MIN_GROUP:
+            if not _payment_shown(women, men):
                 money.excluded += 1
             else:
                 money.lots += 1
@@ -462,9 +471,9 @@ GENDER_DEFINITIONS: dict[str, str] = {
     ),
     "women_share_of_payments": (
         "Per currency: Σ payment.to_women / Σ payment.total (minor units) over the "
-        "registrations with a payment whose producers (women + men) number at least 5; "
-        "smaller groups are left out of every payment figure and counted in "
-        "excluded_small_groups."
+        "registrations with a payment whose women and whose men (paid to_women and "
+        "total − to_women) each number 0 or at least 5; the others (1 woman and 7 men, say) "
+        "are left out of every payment figure and counted in excluded_small_groups."
     ),
     "organisations": (
         "Active actors with a profile, as of now (the end of the log); not limited by the "

@@ -316,11 +316,9 @@ def test_english_page(log: Log, bar: tuple[dict[str, Any], Report]) -> None:
     words = visible(gender)
     assert "30 women and 18 men produced this gold." in words
     assert "84 % of its fine gold came from teams led by women." in words
-    assert (
-        "CDF 1,980,000.00, of which CDF 1,320,000.00 (67 %) put directly into women's hands."
-        in words
-    )
-    assert "UGX 5,650,000, of which UGX 3,260,000 (58 %) put directly into women's hands." in words
+    # CDF: MAK-2026-0001 has 3 men; UGX: KIT-2026-0007 has 1 woman, TII-2026-0043 2 men
+    assert "CDF: withheld to protect privacy" in words
+    assert "UGX: withheld to protect privacy" in words
     assert '<svg class="chart"' in gender and 'role="img"' in gender
     assert 'width="200"' in gender  # 30 of 48 producers on a 320-unit bar
     assert 'width="268"' in gender  # 84 % of the fine gold
@@ -358,7 +356,7 @@ def test_french_page(log: Log, bar: tuple[dict[str, Any], Report]) -> None:
         "Extrait dans une zone de conflit ou à haut risque",
         "30 femmes et 18 hommes ont produit cet or.",
         "84 % de son or fin provient d'équipes dirigées par des femmes.",
-        "1 980 000,00 CDF, dont 1 320 000,00 CDF (67 %) remis directement aux femmes.",
+        "CDF : montant masqué pour protéger la vie privée",
         "Ce verdict est la vérification faite par ce serveur.",
         "Télécharger le paquet de preuves (JSON)",
         "20 nov. 2026 · 14 h 00 UTC · ◆ ce lot",
@@ -494,11 +492,34 @@ def test_payments_of_a_small_group_are_withheld(women: int, men: int) -> None:
 
 
 def test_payments_of_a_group_of_five_are_shown() -> None:
-    small, bundle, report = _small_group(3, 2)
+    small, bundle, report = _small_group(5, 0)
     text = visible(render(small, bundle, report))
-    assert "3 women and 2 men produced this gold." in text
+    assert "5 women and 0 men produced this gold." in text
     assert "CDF 1,980,000.00, of which CDF 1,320,000.00 (67 %)" in text
     assert "withheld" not in text
+
+
+@pytest.mark.parametrize(("women", "men"), [(3, 2), (6, 3), (1, 7)])
+def test_payments_into_fewer_than_five_womens_or_mens_hands_are_withheld(
+    women: int, men: int
+) -> None:
+    # to_women is the women's pay, total − to_women the men's: each group is 0 or ≥ 5
+    small, bundle, report = _small_group(women, men)
+    text = visible(render(small, bundle, report))
+    assert "CDF: withheld to protect privacy" in text
+    assert "1,980,000" not in text and "1,320,000" not in text
+
+
+def test_bar_page_minus_its_origins_pages_cannot_give_one_womans_pay(
+    log: Log, bar: tuple[dict[str, Any], Report]
+) -> None:
+    # KIT-2026-0007 (1 woman, 7 men) is paid in UGX with TII-0042 and TII-0043, whose own
+    # pages show their payments: the bar's UGX figure minus theirs would be her pay
+    bundle, report = bar
+    text = visible(render(log, bundle, report))
+    assert "UGX: withheld to protect privacy" in text
+    assert "CDF: withheld to protect privacy" in text  # MAK-2026-0001: 3 men
+    assert "3,260,000" not in text and "5,650,000" not in text
 
 
 def test_payments_are_withheld_without_the_registrations(
@@ -530,10 +551,11 @@ def _bar_page_with_team(lot: str, women: int, men: int) -> str:
 
 
 def test_payment_groups_count_only_registrations_in_that_currency(log: Log) -> None:
-    """KIT (8 people, UGX) with MAK (9 people, CDF): each currency has its own group."""
-    text = _bar_page_with_team("MAK-2026-0001", 2, 1)  # CDF now concerns 3 people
-    assert "CDF: withheld to protect privacy" in text
-    assert "UGX 5,650,000, of which UGX 3,260,000 (58 %)" in text
+    """KIT (1 woman, UGX) with MAK (now 5 women and 5 men, CDF): each currency has its own
+    group."""
+    text = _bar_page_with_team("MAK-2026-0001", 5, 5)
+    assert "CDF 1,980,000.00, of which CDF 1,320,000.00 (67 %)" in text
+    assert "UGX: withheld to protect privacy" in text
 
 
 def test_a_currency_summing_one_small_group_is_withheld(log: Log) -> None:
@@ -543,7 +565,7 @@ def test_a_currency_summing_one_small_group_is_withheld(log: Log) -> None:
     text = _bar_page_with_team("KIT-2026-0007", 1, 2)
     assert "UGX: withheld to protect privacy" in text
     assert "5,650,000" not in text
-    assert "CDF 1,980,000.00, of which CDF 1,320,000.00 (67 %)" in text
+    assert "CDF: withheld to protect privacy" in text  # MAK-2026-0001: 3 men
 
 
 def test_text_from_the_log_is_escaped(log: Log, bar: tuple[dict[str, Any], Report]) -> None:

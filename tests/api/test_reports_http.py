@@ -146,12 +146,10 @@ def test_gender_report_is_the_pure_core_over_the_log(played: Played) -> None:
     assert reg["women_share_of_producers"] == R(0.6429, 36, 56)  # 36 / 56
     assert reg["women_led_fine_share"] == R(0.8346, 41787, 50067)
     payments = by_key(reg["payments"], "currency")
-    # MAK-2026-0002 (3 producers) is in no payment figure, only counted as excluded
-    assert (payments["CDF"]["total_minor"], payments["CDF"]["excluded_small_groups"]) == (
-        198000000,
-        1,
-    )
-    assert payments["UGX"]["women_share_of_payments"] == R(0.5951, 3660000, 6150000)
+    # MAK-2026-0002 (3 producers) and MAK-2026-0001 (3 men) are in no payment figure, only
+    # counted as excluded; UGX: TII-2026-0042 alone (14 women, 6 men)
+    assert (payments["CDF"]["suppressed"], payments["CDF"]["excluded_small_groups"]) == (True, 2)
+    assert payments["UGX"]["women_share_of_payments"] == R(0.7083, 1700000, 2400000)
     months = by_key(report["by_month"], "month")
     assert list(months) == ["2026-11", "2026-12", "2027-01"]
     assert months["2026-12"]["registrations"]["payments"] == [
@@ -229,7 +227,10 @@ def test_gender_csv_by_format_or_accept(played: Played) -> None:
     share = index[("total", "all", "women_share_of_producers", "")]
     assert (share["value"], share["numerator"], share["denominator"]) == ("0.6364", "28", "44")
     january = index[("month", "2027-01", "women_share_of_payments", "UGX")]
-    assert (january["value"], january["suppressed"]) == ("0.8", "false")  # 5 people: shown
+    # 4 women and 1 man: 500 000 − 400 000 would be the man's pay
+    assert (january["value"], january["suppressed"]) == ("", "true")
+    november = index[("month", "2026-11", "women_share_of_payments", "UGX")]
+    assert (november["value"], november["suppressed"]) == ("0.7083", "false")  # TII-0042
 
     whole = rows(played.client.get("/v1/reports/gender?format=CSV").text)
     small = {(r["scope"], r["key"], r["indicator"], r["currency"]): r for r in whole}[

@@ -16,9 +16,11 @@ payment to_women / total, minor units):
 - TII-2026-0043: busia (UG), 9/2, yes, 12 000 000 × 180 = 2 160 000 000,
   UGX 1 500 000 / 1 900 000
 
-all in 2026-11. ``EXTRA`` adds a 3-producer lot in 2026-12 (suppressed payment), a
-5-producer lot in 2027-01 (the threshold: shown), flags on the small lot, a site whose
-workforce has 3 women (suppressed income) and a site never assessed.
+all in 2026-11. A payment enters the report only when the lot's women and its men each
+number 0 or at least 5: of these, only TII-2026-0042 (14/6). ``EXTRA`` adds a 3-producer lot
+in 2026-12 (suppressed payment), a 4-women-1-man lot in 2027-01 (suppressed too), flags on
+the small lot, a site whose workforce has 3 women (suppressed income) and a site never
+assessed.
 """
 
 from __future__ import annotations
@@ -224,27 +226,24 @@ def test_registration_totals(base: tuple[MemoryLedger, Events]) -> None:
     # 37 537 / 44 817 = 0.83756… → 0.8376
     assert reg["fine_mg"] == {"women_led": 37537, "total": 44817}
     assert reg["women_led_fine_share"] == R(0.8376, 37537, 44817)
-    # CDF: MAK-0001 only, 9 producers: 132 000 000 / 198 000 000 = 0.6667
-    # UGX: 60 000 + 1 700 000 + 1 500 000 = 3 260 000 over 1 350 000 + 2 400 000 + 1 900 000
-    #   = 5 650 000 → 0.57699… → 0.577; producers 8 + 20 + 11 = 39
+    # CDF: MAK-0001 only, 6 women and 3 men: 198 000 000 − 132 000 000 would be 3 men's pay
+    # UGX: TII-0042 only (14 women, 6 men): 1 700 000 / 2 400 000 = 0.70833… → 0.7083;
+    #   KIT-0007 (1 woman) and TII-0043 (2 men) are left out
     assert reg["payments"] == [
         {
             "currency": "CDF",
-            "lots": 1,
-            "producers": 9,
-            "total_minor": 198000000,
-            "to_women_minor": 132000000,
-            "women_share_of_payments": R(0.6667, 132000000, 198000000),
-            "excluded_small_groups": 0,
+            "suppressed": True,
+            "reason": "fewer than 5 people",
+            "excluded_small_groups": 1,
         },
         {
             "currency": "UGX",
-            "lots": 3,
-            "producers": 39,
-            "total_minor": 5650000,
-            "to_women_minor": 3260000,
-            "women_share_of_payments": R(0.577, 3260000, 5650000),
-            "excluded_small_groups": 0,
+            "lots": 1,
+            "producers": 20,
+            "total_minor": 2400000,
+            "to_women_minor": 1700000,
+            "women_share_of_payments": R(0.7083, 1700000, 2400000),
+            "excluded_small_groups": 2,
         },
     ]
 
@@ -261,9 +260,8 @@ def test_the_totals_agree_with_the_bar_lot_gender_summary(
         "women_led": expected["women_led_fine_mg"],
         "total": expected["origin_fine_mg"],
     }
-    assert [(p["currency"], p["total_minor"], p["to_women_minor"]) for p in reg["payments"]] == [
-        (p["currency"], p["total"], p["to_women"]) for p in expected["paid"]
-    ]
+    # the lot's own `paid` (JSON API) sums every origin; the report leaves small groups out
+    assert [p["currency"] for p in reg["payments"]] == [p["currency"] for p in expected["paid"]]
 
 
 def test_per_site_registrations(base: tuple[MemoryLedger, Events]) -> None:
@@ -276,16 +274,15 @@ def test_per_site_registrations(base: tuple[MemoryLedger, Events]) -> None:
     assert busia["women_share_of_producers"] == R(0.7419, 23, 31)
     # 2 100 000 000 + 2 160 000 000 = 4 260 000 000 → 4 260 mg, all women-led
     assert busia["women_led_fine_share"] == R(1.0, 4260, 4260)
-    # UGX 1 700 000 + 1 500 000 = 3 200 000 / (2 400 000 + 1 900 000 = 4 300 000) = 0.7442
+    # UGX: TII-0042 only (TII-0043 has 2 men): 1 700 000 / 2 400 000 = 0.7083
     (ugx,) = busia["payments"]
-    assert (ugx["currency"], ugx["producers"]) == ("UGX", 31)
-    assert ugx["women_share_of_payments"] == R(0.7442, 3200000, 4300000)
+    assert (ugx["currency"], ugx["producers"], ugx["excluded_small_groups"]) == ("UGX", 20, 1)
+    assert ugx["women_share_of_payments"] == R(0.7083, 1700000, 2400000)
     kassanda = sites["site-kassanda-kitumbi"]["registrations"]
-    # KIT-0007: 1 woman of 8; not women-led: 0 / 7 280 mg; UGX 60 000 / 1 350 000 = 0.0444
+    # KIT-0007: 1 woman of 8; not women-led: 0 / 7 280 mg; its payment: 1 woman, withheld
     assert kassanda["women_share_of_producers"] == R(0.125, 1, 8)
     assert kassanda["women_led_fine_share"] == R(0.0, 0, 7280)
-    assert kassanda["payments"][0]["women_share_of_payments"] == R(0.0444, 60000, 1350000)
-    assert kassanda["payments"][0]["producers"] == 8  # ≥ 5: shown
+    assert kassanda["payments"][0]["suppressed"] is True
     makala = sites["site-mambasa-makala"]["registrations"]
     # MAK-0001: 6/9; 33 277 500 000 → 33 277 mg, women-led
     assert makala["women_share_of_producers"] == R(0.6667, 6, 9)
@@ -418,10 +415,10 @@ def test_small_group_payment_is_suppressed_everywhere(
 ) -> None:
     ledger, events = extended
     report = gender_report(events, ledger.state)
-    # MAK-2026-0002 has 2 + 1 = 3 producers: its CDF payment enters no figure at all
+    # MAK-2026-0002 has 2 + 1 = 3 producers: its CDF payment enters no figure at all (nor
+    # does MAK-2026-0001's, with 3 men)
     cdf = by_key(report["registrations"]["payments"], "currency")["CDF"]
-    assert (cdf["lots"], cdf["producers"], cdf["excluded_small_groups"]) == (1, 9, 1)
-    assert cdf["women_share_of_payments"] == R(0.6667, 132000000, 198000000)  # MAK-0001 only
+    assert cdf == {**SUPPRESSED, "currency": "CDF", "excluded_small_groups": 2}
     months = by_key(report["by_month"], "month")
     assert list(months) == ["2026-11", "2026-12", "2027-01"]  # across the year end
     december = months["2026-12"]["registrations"]
@@ -438,35 +435,116 @@ def test_small_group_payment_is_suppressed_everywhere(
     makala = by_key(report["by_site"], "site")["site-mambasa-makala"]["registrations"]
     (makala_cdf,) = makala["payments"]
     # the site total must not include the small group, or site − November would reveal it
-    assert (makala_cdf["total_minor"], makala_cdf["excluded_small_groups"]) == (198000000, 1)
+    assert (makala_cdf["suppressed"], makala_cdf["excluded_small_groups"]) == (True, 2)
     assert makala["producers"] == {"women": 8, "men": 4}  # 6 + 2, 3 + 1
     mambasa = by_key(report["by_cooperative"], "cooperative")["coop-mambasa-femmes"]
-    assert mambasa["registrations"]["payments"][0]["total_minor"] == 198000000
+    assert mambasa["registrations"]["payments"][0]["suppressed"] is True
     # no figure anywhere in the report carries the small group's 30 000 000 or 20 000 000
     text = repr(report)
     assert not re.search(r"\b(30000000|20000000)\b", text)
 
 
-def test_a_group_of_exactly_five_is_shown(extended: tuple[MemoryLedger, Events]) -> None:
+def _paid_registration(
+    n: int, women: int, men: int, to_women: int, total: int
+) -> tuple[int, str, dict[str, Any]]:
+    """A bare lot.registered body (reports do not verify) with a UGX payment."""
+    return (
+        n,
+        f"{n:064x}",
+        {
+            "v": 1,
+            "type": "lot.registered",
+            "actor": "coop-x",
+            "time": f"2026-12-{n:02d}T08:00:00Z",
+            "lot": f"X-{n:04d}",
+            "site": "site-x",
+            "mass_mg": 1000,
+            "form": "gold",
+            "fineness_ppm": 900000,
+            "extracted": {"from": "2026-11-20", "to": "2026-11-30"},
+            "producers": {"women": women, "men": men},
+            "recovery": "none",
+            "declarations": CLEAN,
+            "payment": {
+                "total": {"amount_minor": total, "currency": "UGX"},
+                "to_women": {"amount_minor": to_women, "currency": "UGX"},
+            },
+        },
+    )
+
+
+def test_payment_into_the_hands_of_fewer_than_five_women_or_men_enters_no_figure() -> None:
+    # to_women is the pay of the team's women, total − to_women that of its men: each of the
+    # two groups must be absent or hold at least 5 people (PROTOCOL.md section 7)
+    stream = [
+        _paid_registration(1, 5, 0, 500, 500),  # 5 women, no men: shown
+        _paid_registration(2, 5, 5, 300, 1000),  # 5 and 5: shown
+        _paid_registration(3, 4, 6, 100, 1000),  # 100 would be 4 women's pay: left out
+        _paid_registration(4, 6, 4, 600, 1000),  # 1000 − 600 would be 4 men's pay: left out
+        _paid_registration(5, 0, 5, 0, 700),  # 5 men, no women: shown
+    ]
+    report = gender_report(stream, _NoLookup(), sites=[], actors=[])
+    # 500 + 300 + 0 = 800 over 500 + 1 000 + 700 = 2 200 → 0.3636; producers 5 + 10 + 5 = 20
+    assert report["registrations"]["payments"] == [
+        {
+            "currency": "UGX",
+            "lots": 3,
+            "producers": 20,
+            "total_minor": 2200,
+            "to_women_minor": 800,
+            "women_share_of_payments": R(0.3636, 800, 2200),
+            "excluded_small_groups": 2,
+        }
+    ]
+    (month,) = report["by_month"]
+    assert month["registrations"]["payments"] == report["registrations"]["payments"]
+
+
+def test_one_womans_pay_is_not_shown_as_a_site_figure(base: tuple[MemoryLedger, Events]) -> None:
+    # KIT-2026-0007 has 1 woman and 7 men: its UGX 60 000 "to women" is one woman's pay
+    ledger, events = base
+    report = gender_report(events, ledger.state, site="site-kassanda-kitumbi")
+    assert report["registrations"]["producers"] == {"women": 1, "men": 7}  # counts: shown
+    assert report["registrations"]["payments"] == [
+        {
+            "currency": "UGX",
+            "suppressed": True,
+            "reason": "fewer than 5 people",
+            "excluded_small_groups": 1,
+        }
+    ]
+    text = json.dumps(report) + gender_csv(report)
+    assert not re.search(r"\b(60000|1350000|1290000)\b", text)
+
+
+class _NoLookup:
+    def actor(self, actor_id: str) -> ActorState | None:
+        return None
+
+    def site(self, site_id: str) -> SiteState | None:
+        return None
+
+    def lot(self, lot_id: str) -> LotState | None:
+        return None
+
+
+def test_five_producers_with_one_man_are_withheld(extended: tuple[MemoryLedger, Events]) -> None:
     ledger, events = extended
     report = gender_report(events, ledger.state)
     january = by_key(report["by_month"], "month")["2027-01"]["registrations"]
-    # TII-2027-0001: 4 women + 1 man = 5 → UGX 400 000 / 500 000 = 0.8
+    # TII-2027-0001: 4 women + 1 man: 500 000 − 400 000 would be the man's pay
     assert january["payments"] == [
         {
             "currency": "UGX",
-            "lots": 1,
-            "producers": 5,
-            "total_minor": 500000,
-            "to_women_minor": 400000,
-            "women_share_of_payments": R(0.8, 400000, 500000),
-            "excluded_small_groups": 0,
+            "suppressed": True,
+            "reason": "fewer than 5 people",
+            "excluded_small_groups": 1,
         }
     ]
     ugx = by_key(report["registrations"]["payments"], "currency")["UGX"]
-    # 3 260 000 + 400 000 = 3 660 000 over 5 650 000 + 500 000 = 6 150 000 → 0.5951
-    assert ugx["women_share_of_payments"] == R(0.5951, 3660000, 6150000)
-    assert ugx["producers"] == 44  # 39 + 5
+    # still TII-0042 alone: 1 700 000 / 2 400 000
+    assert ugx["women_share_of_payments"] == R(0.7083, 1700000, 2400000)
+    assert (ugx["producers"], ugx["excluded_small_groups"]) == (20, 3)
 
 
 def test_extended_totals(extended: tuple[MemoryLedger, Events]) -> None:
@@ -730,8 +808,8 @@ def test_gender_csv_parses_back(extended: tuple[MemoryLedger, Events]) -> None:
     assert (share["value"], share["numerator"], share["denominator"]) == ("0.6429", "36", "56")
     small = index[("month", "2026-12", "women_share_of_payments", "CDF")]
     assert (small["value"], small["suppressed"]) == ("", "true")
-    shown = index[("month", "2027-01", "women_share_of_payments", "UGX")]
-    assert (shown["value"], shown["suppressed"]) == ("0.8", "false")
+    shown = index[("month", "2026-11", "women_share_of_payments", "UGX")]
+    assert (shown["value"], shown["suppressed"]) == ("0.7083", "false")
     women_income = index[("site", "site-mambasa-epulu", "daily_income_median_women_minor", "")]
     assert women_income["suppressed"] == "true" and women_income["value"] == ""
     gap = index[("site", "site-mambasa-makala", "daily_income_gap", "USD")]
@@ -891,9 +969,9 @@ def test_report_charts(extended: tuple[MemoryLedger, Events]) -> None:
     payments = by_id["trend-payments"]
     assert payments.columns == ["Month", "CDF", "UGX"]
     assert payments.rows == [
-        ["2026-11", "66.7 % (132000000/198000000)", "57.7 % (3260000/5650000)"],
+        ["2026-11", "suppressed", "70.8 % (1700000/2400000)"],
         ["2026-12", "suppressed", "–"],
-        ["2027-01", "–", "80.0 % (400000/500000)"],
+        ["2027-01", "–", "suppressed"],
     ]
     gap = {row[0]: row[1] for row in by_id["site-income-gap"].rows}
     assert gap["Epulu river site"] == "suppressed"
@@ -907,3 +985,36 @@ def test_report_charts(extended: tuple[MemoryLedger, Events]) -> None:
     ]
     # the whole dashboard's SVG (a page) stays small
     assert sum(len(c.svg) for c in charts) < 200_000
+
+
+def test_mass_table_shows_every_milligram(extended: tuple[MemoryLedger, Events]) -> None:
+    # the table beside the chart is the chart's numbers: exact grams, never 6 digits of them
+    ledger, events = extended
+    gender = gender_report(events, ledger.state)
+    dd = copy.deepcopy(due_diligence_report(events, ledger.state, today="2027-02-01"))
+    dd["mass_by_risk"]["low"]["mass_mg"] = 1234567891  # 1 234 567.891 g
+    dd["mass_by_risk"]["medium"]["mass_mg"] = 350000001  # 350 000.001 g
+    (mass,) = [c for c in report_charts(gender, dd) if c.id == "dd-mass"]
+    assert mass.rows == [
+        ["low", "1234567.891"],
+        ["medium", "350000.001"],
+        ["high", "0"],
+        ["hold", "5"],  # MAK-2026-0002: 5 000 mg
+    ]
+
+
+def test_count_charts_have_whole_number_axes(extended: tuple[MemoryLedger, Events]) -> None:
+    # sites, open flags, pits and units are counted: an axis tick of "0.4" sites means
+    # nothing (and stays "0.4", not "0,4", on the French page)
+    ledger, events = extended
+    gender = gender_report(events, ledger.state)
+    dd = due_diligence_report(events, ledger.state, today="2027-02-01")
+    by_id = {c.id: c for c in report_charts(gender, dd)}
+    for chart_id, ticks in (
+        ("dd-colours", ["0", "1", "2"]),  # at most 2 sites of a colour
+        ("dd-flags", ["0", "1", "2"]),  # at most 2 open flags of a code
+    ):
+        texts = re.findall(r"<text\b[^>]*>([^<]*)</text>", by_id[chart_id].svg)
+        assert [x for x in texts if re.fullmatch(r"[\d.]+", x)] == ticks, chart_id
+    owned = re.findall(r"<text\b[^>]*>([^<]*)</text>", by_id["site-owned"].svg)
+    assert not [x for x in owned if re.fullmatch(r"\d+\.\d+", x)]
