@@ -1,0 +1,165 @@
+"""The field clients attacked as reality would: captive portals, gateways, broken pipes,
+odd passphrases, wrong clocks, mistyped lot ids and output that is not a terminal.
+
+Each test pins one defect that was found and fixed: the exact exit code, the one line the
+user reads, what the outbox holds and what the server's log holds. The server is the fake
+of conftest.py (the real rules engine behind ``httpx.MockTransport``); a wrapper lets a
+test put a captive portal or a gateway in front of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from clients.outbox import Outbox
+from tests.clients.conftest import Run, World, run_main
+
+OFFER = ["lot", "offer", "--lot", "MAK-2026-0001", "--to", "trader-bunia", "--mass-mg", "38200"]
+
+PORTAL_PAGE = (
+    "<!DOCTYPE html>\n<html><head><title>Wi-Fi login</title></head>"
+    "<body>Buy 1 hour of internet</body></html>"
+)
+GATEWAY_PAGE = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+
+
+@pytest.fixture
+def cli(world: World) -> Callable[..., Run]:
+    """``cli(args, key="coop"|"trader", offline=False, transport=None, **run_main options)``:
+    goldtrail against the fake server, or against ``transport`` when given."""
+
+    def run(
+        args: list[str],
+        key: str = "coop",
+        offline: bool = False,
+        transport: httpx.BaseTransport | None = None,
+        **kwargs: Any,
+    ) -> Run:
+        key_path = world.coop_key if key == "coop" else world.trader_key
+        front = ["--server", "http://fake.test", "--key", str(key_path)]
+        front += ["--outbox", str(world.outbox)] + (["--offline"] if offline else [])
+        return run_main(front + args, transport=transport or world.fake.transport, **kwargs)
+
+    return run
+
+
+def _one_error(run: Run, code: str) -> str:
+    """The single ``error:`` line of a run (no traceback), checked to end with ``(code)``."""
+    assert "Traceback" not in run.stderr, run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, run.stderr
+    assert errors[0].endswith(f"({code})"), errors[0]
+    return errors[0]
+
+
+def _in_front(
+    world: World, answer: Callable[[httpx.Request], httpx.Response | None]
+) -> httpx.MockTransport:
+    """The fake server behind something that may answer first (``answer`` returns None to
+    let the request through)."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        response = answer(request)
+        if response is not None:
+            world.fake.requests.append(request)
+            return response
+        return world.fake.handle(request)
+
+    return httpx.MockTransport(handle)
+
+
+def _portal(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, text=PORTAL_PAGE, headers={"content-type": "text/html"})
+
+
+def _posts_to_portal(request: httpx.Request) -> httpx.Response | None:
+    return _portal(request) if request.method == "POST" else None
+
+
+def _maintenance(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(503, text="maintenance until 14:00")
+
+
+def _gateway_on_posts(request: httpx.Request) -> httpx.Response | None:
+    if request.method != "POST":
+        return None
+    return httpx.Response(502, text=GATEWAY_PAGE, headers={"content-type": "text/html"})
+
+
+def _outbox_rows(world: World) -> list[tuple[int, str, str, list[str]]]:
+    with Outbox(world.outbox) as box:
+        return [(e.id, e.status, e.type, e.lots) for e in box.events()]
+
+
+# ---------------------------------------------------------------------------
+# Answers that are not the server's
+
+
+def test_captive_portal_answering_the_post_keeps_the_event_and_says_so(
+    cli: Callable[..., Run], lot_args: Any, world: World
+) -> None:
+    """A hotel or shop Wi-Fi answers every POST with its login page (HTTP 200, HTML).
+
+    Before: ``error: The server answered POST /v1/events/batch with something that is not
+    JSON. (bad_response)``, exit 1, while the signed event silently stayed in the outbox: a
+    treasurer told "error" signs it again, and both reach the log. Now the event is saved
+    offline like for any other outage, and the next sync sends it, once."""
+    assert cli(["sync"]).code == 0  # the origin is known
+    size = len(world.fake.log)
+    portal = _in_front(world, _posts_to_portal)
+    run = cli(lot_args("MAK-2026-0001"), transport=portal)
+    assert run.code == 0, run.stderr
+    assert run.stdout == (
+        "lot.registered MAK-2026-0001: saved offline; run goldtrail sync when you are "
+        "connected (outbox #1) (The server answered POST /v1/events/batch with something "
+        "that is not JSON.)\n"
+    )
+    assert "error" not in run.stderr
+    assert _outbox_rows(world) == [(1, "pending", "lot.registered", ["MAK-2026-0001"])]
+    assert len(world.fake.log) == size
+    # `goldtrail sync` behind the portal: one line, non-zero, still pending
+    synced = cli(["sync"], transport=portal)
+    assert synced.code == 1
+    assert _one_error(synced, "bad_response") == (
+        "error: The server answered POST /v1/events/batch with something that is not JSON. "
+        "1 event(s) still pending: run goldtrail sync again (bad_response)"
+    )
+    assert _outbox_rows(world) == [(1, "pending", "lot.registered", ["MAK-2026-0001"])]
+    # out of the portal: sent once
+    assert cli(["sync"]).code == 0
+    with Outbox(world.outbox) as box:
+        [event] = box.events()
+    assert event.status == "sent" and event.seq == size
+    assert world.fake.event_ids()[size:] == [event.event_id]
+
+
+def test_receipts_that_are_not_a_list_stop_the_sync_without_a_traceback(
+    cli: Callable[..., Run], lot_args: Any, world: World
+) -> None:
+    """A broken server or proxy answers the batch with JSON of the wrong shape.
+
+    Before: a TypeError traceback (``object of type 'NoneType' has no len()``). Now one line;
+    nothing is marked sent, the event stays pending."""
+    assert cli(["sync"]).code == 0
+    assert cli(lot_args("MAK-2026-0001"), offline=True).code == 0
+
+    def odd(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "POST":
+            return httpx.Response(201, json={"receipts": None, "checkpoint": "x"})
+        return None
+
+    run = cli(["sync"], transport=_in_front(world, odd))
+    assert run.code == 1
+    assert _one_error(run, "bad_response") == (
+        "error: The server's receipts do not match the events sent; nothing was marked. "
+        "1 event(s) still pending: run goldtrail sync again (bad_response)"
+    )
+    assert _outbox_rows(world) == [(1, "pending", "lot.registered", ["MAK-2026-0001"])]
