@@ -141,6 +141,61 @@ def test_captive_portal_answering_the_post_keeps_the_event_and_says_so(
     assert world.fake.event_ids()[size:] == [event.event_id]
 
 
+def test_captive_portal_on_every_request_works_offline(
+    cli: Callable[..., Run], lot_args: Any, world: World
+) -> None:
+    """Behind a portal even ``GET /v1/log`` is a login page.
+
+    Before: ``error: The server answered GET /v1/log with something that is not JSON.
+    (bad_response)``, exit 1: nothing could be signed at all, although the origin and the
+    lot's head were known on this machine. Now the command works offline."""
+    assert cli(lot_args("MAK-2026-0001")).code == 0  # online: origin and head cached
+    size = len(world.fake.log)
+    portal = _in_front(world, _portal)
+    run = cli(OFFER, transport=portal)
+    assert run.code == 0, run.stderr
+    assert run.stderr == (
+        "note: cannot reach http://fake.test; working offline (The server answered GET "
+        "/v1/log with something that is not JSON.)\n"
+    )
+    assert run.stdout.startswith(
+        "lot.transfer_offered MAK-2026-0001: saved offline; run goldtrail sync when you are "
+        "connected (outbox #2, event "
+    )
+    assert _outbox_rows(world) == [
+        (1, "sent", "lot.registered", ["MAK-2026-0001"]),
+        (2, "pending", "lot.transfer_offered", ["MAK-2026-0001"]),
+    ]
+    assert len(world.fake.log) == size
+    assert cli(["sync"]).code == 0
+    assert world.fake.ledger.state.lots["MAK-2026-0001"].status == "offered"
+    assert len(world.fake.log) == size + 1
+
+
+def test_server_in_maintenance_works_offline(
+    cli: Callable[..., Run], lot_args: Any, world: World
+) -> None:
+    """The server (or its proxy) answers 503 to everything during maintenance.
+
+    Before: ``error: The server answered HTTP 503 Service Unavailable: maintenance until
+    14:00 (http_503)``, exit 1: the treasurer could not record the lot she had in hand.
+    Now it is signed and saved offline, as when the server cannot be reached."""
+    assert cli(lot_args("MAK-2026-0001")).code == 0
+    size = len(world.fake.log)
+    down = _in_front(world, _maintenance)
+    run = cli(OFFER, transport=down)
+    assert run.code == 0, run.stderr
+    assert run.stderr == (
+        "note: cannot reach http://fake.test; working offline (The server answered HTTP 503 "
+        "Service Unavailable: maintenance until 14:00)\n"
+    )
+    assert "saved offline; run goldtrail sync when you are connected (outbox #2" in run.stdout
+    assert _outbox_rows(world)[-1] == (2, "pending", "lot.transfer_offered", ["MAK-2026-0001"])
+    assert len(world.fake.log) == size
+    assert cli(["sync"]).code == 0
+    assert len(world.fake.log) == size + 1
+
+
 def test_receipts_that_are_not_a_list_stop_the_sync_without_a_traceback(
     cli: Callable[..., Run], lot_args: Any, world: World
 ) -> None:
