@@ -208,12 +208,15 @@ class Session:
         self._went_offline = True
 
     def online_call(self, call: Callable[[], Any]) -> Any:
-        """Call the server unless offline; on ServerUnreachable go offline and return None."""
+        """Call the server unless offline; when it gives no usable answer (see ``_outage``),
+        go offline and return None."""
         if self.offline:
             return None
         try:
             return call()
-        except ServerUnreachable as e:
+        except ClientError as e:
+            if not _outage(e):
+                raise
             self.go_offline(e)
             return None
 
@@ -257,7 +260,7 @@ class Session:
         if report.sent:
             _out(f"sent {len(report.sent)} earlier event(s) from the outbox first")
         _report_problems(report)
-        if isinstance(report.stopped, ServerUnreachable):
+        if report.stopped is not None and _outage(report.stopped):
             self.go_offline(report.stopped)
 
     def chain(self, lot: str, *, required: bool = True) -> ChainState:
@@ -275,10 +278,10 @@ class Session:
         if not self.offline:
             try:
                 view = self.client.lot(lot)
-            except ServerUnreachable as e:
-                self.go_offline(e)
-            except ApiError as e:
-                if e.code not in ("unknown_lot", "not_found"):
+            except ClientError as e:
+                if _outage(e):
+                    self.go_offline(e)
+                elif not (isinstance(e, ApiError) and e.code in ("unknown_lot", "not_found")):
                     raise
         state = self.outbox.chain(origin, lot, view)
         if state.head is None and required:
@@ -290,6 +293,17 @@ class Session:
                 )
             raise CliError(f"lot {lot} is not in the log", "unknown_lot")
         return state
+
+
+def _outage(error: ClientError) -> bool:
+    """True when the server gave no usable answer: unreachable, a server error (5xx: down
+    for maintenance, a gateway without its backend) or an answer that is not the server's
+    (a captive portal's login page). Work then goes on offline, as the outbox is for."""
+    if isinstance(error, ServerUnreachable):
+        return True
+    if isinstance(error, ApiError):
+        return error.status >= 500
+    return error.code == "bad_response"
 
 
 def passphrase(path: Path, *, confirm: bool) -> str:
