@@ -196,6 +196,24 @@ def test_server_in_maintenance_works_offline(
     assert len(world.fake.log) == size + 1
 
 
+def test_gateway_error_page_is_not_pasted_into_the_message(
+    cli: Callable[..., Run], lot_args: Any, world: World
+) -> None:
+    """A reverse proxy answers 502 with its HTML page.
+
+    Before: ``error: The server answered HTTP 502 Bad Gateway: <html> 1 event(s) still
+    pending: run goldtrail sync again (http_502)``. Now the line carries no markup."""
+    assert cli(["sync"]).code == 0
+    assert cli(lot_args("MAK-2026-0001"), offline=True).code == 0
+    run = cli(["sync"], transport=_in_front(world, _gateway_on_posts))
+    assert run.code == 1
+    assert _one_error(run, "http_502") == (
+        "error: The server answered HTTP 502 Bad Gateway. 1 event(s) still pending: run "
+        "goldtrail sync again (http_502)"
+    )
+    assert _outbox_rows(world) == [(1, "pending", "lot.registered", ["MAK-2026-0001"])]
+
+
 def test_receipts_that_are_not_a_list_stop_the_sync_without_a_traceback(
     cli: Callable[..., Run], lot_args: Any, world: World
 ) -> None:
