@@ -236,3 +236,23 @@ def test_receipts_that_are_not_a_list_stop_the_sync_without_a_traceback(
         "1 event(s) still pending: run goldtrail sync again (bad_response)"
     )
     assert _outbox_rows(world) == [(1, "pending", "lot.registered", ["MAK-2026-0001"])]
+
+
+def test_sync_output_in_a_pipe_has_no_progress_bar(
+    cli: Callable[..., Run], lot_args: Any, world: World
+) -> None:
+    """``goldtrail sync 2>>sync.log`` from a script or a scheduled task.
+
+    Before: stderr got ``sending ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ 2/2``. Now, when
+    stderr is not a terminal, only the plain lines are written."""
+    assert cli(["sync"]).code == 0
+    assert cli(lot_args("MAK-2026-0001"), offline=True).code == 0
+    assert cli(lot_args("MAK-2026-0002"), offline=True).code == 0
+    run = cli(["sync"])
+    assert run.code == 0
+    assert run.stdout == "sent 2 event(s) in 1 request(s)\n"
+    assert run.stderr == ""
+    with Outbox(world.outbox) as box:
+        assert box.counts() == {"pending": 0, "sent": 2, "failed": 0}
+        assert [e.event_id for e in box.events()] == world.fake.event_ids()[-2:]
+
