@@ -546,7 +546,9 @@ def _sign_and_send(session: Session, body: dict[str, Any], what: str) -> OutboxE
 def _run_sync(
     session: Session, origin: str, *, quiet: bool, batch: int = DEFAULT_BATCH
 ) -> SyncReport:
-    if quiet:
+    console = _rich_err()
+    if quiet or not console.is_terminal:
+        # no bar in a pipe or a log file: only the plain lines that follow
         return sync(session.outbox, session.client, origin, batch_size=batch)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -554,7 +556,7 @@ def _run_sync(
         TextColumn("sending"),
         BarColumn(),
         MofNCompleteColumn(),
-        console=_rich_err(),
+        console=console,
         transient=False,
     ) as bar:
         task = bar.add_task("sync", total=None)
