@@ -9,14 +9,19 @@ test put a captive portal or a gateway in front of it.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
+import nacl.signing
 import pytest
 
+from clients.keys import MIN_LIMITS, KeyFileError, create_key_file, load_key_file, write_key_file
 from clients.outbox import Outbox
-from tests.clients.conftest import Run, World, run_main
+from ledger.protocol import public_key_hex
+from tests.clients.conftest import PASSPHRASE, Run, World, run_main
 
 OFFER = ["lot", "offer", "--lot", "MAK-2026-0001", "--to", "trader-bunia", "--mass-mg", "38200"]
 
@@ -256,3 +261,90 @@ def test_sync_output_in_a_pipe_has_no_progress_bar(
         assert box.counts() == {"pending": 0, "sent": 2, "failed": 0}
         assert [e.event_id for e in box.events()] == world.fake.event_ids()[-2:]
 
+
+# ---------------------------------------------------------------------------
+# Passphrases
+
+
+def test_passphrase_from_a_non_utf8_environment_opens_without_a_traceback(
+    runner: Callable[..., Run], tmp_path: Path
+) -> None:
+    """GOLDTRAIL_PASSPHRASE set in a shell whose locale is Latin-1: Python hands the 'é' over
+    as an undecodable byte.
+
+    Before: a UnicodeEncodeError traceback ('surrogates not allowed') from ``keys new`` and
+    from every command that opens the key. Now the passphrase is taken as the bytes the
+    system gave: the file is created and opens again with the same passphrase; another one
+    is one plain line."""
+    path = tmp_path / "coop.json"
+    latin1 = {"GOLDTRAIL_PASSPHRASE": "caf\udce9 au lait, 2 sucres"}
+    made = runner(["--key", str(path), "keys", "new", "--actor", "coop-abc"], env=latin1)
+    assert made.code == 0, made.stderr
+    assert "Traceback" not in made.stderr
+    check = runner(["--key", str(path), "keys", "show", "--check"], env=latin1)
+    assert check.code == 0, check.stderr
+    assert check.stdout.endswith("passphrase: correct\n")
+    other = runner(
+        ["--key", str(path), "keys", "show", "--check"],
+        env={"GOLDTRAIL_PASSPHRASE": "cafe au lait, 2 sucres"},
+    )
+    assert other.code == 1
+    assert (
+        _one_error(other, "key_file") == f"error: wrong passphrase for key file {path} (key_file)"
+    )
+
+
+def test_passphrase_with_accents_opens_whichever_way_the_keyboard_composes_them(
+    runner: Callable[..., Run], tmp_path: Path
+) -> None:
+    """'é' can be typed as one character (NFC) or as 'e' plus a combining accent (NFD),
+    depending on the keyboard, the input method or a copy-paste.
+
+    Before: a key file made with one form refused the other: 'error: wrong passphrase for
+    key file …' although the treasurer typed her passphrase exactly. Now both open it, and
+    a file made before this change (with the accents as they were typed) still opens."""
+    decomposed = "Mine d'or de Mambasa, cafe\u0301 sucre\u0301"
+    composed = unicodedata.normalize("NFC", decomposed)
+    assert composed != decomposed
+    path = tmp_path / "coop.json"
+    made = runner(
+        ["--key", str(path), "keys", "new", "--actor", "coop-abc"],
+        env={"GOLDTRAIL_PASSPHRASE": decomposed},
+    )
+    assert made.code == 0, made.stderr
+    for typed in (composed, decomposed):
+        check = runner(
+            ["--key", str(path), "keys", "show", "--check"], env={"GOLDTRAIL_PASSPHRASE": typed}
+        )
+        assert check.code == 0, check.stderr
+        assert check.stdout.endswith("passphrase: correct\n")
+    # a file written with the passphrase exactly as typed (decomposed), as before
+    old = tmp_path / "old.json"
+    signing = nacl.signing.SigningKey.generate()
+    write_key_file(old, "coop-abc", signing, decomposed, limits=MIN_LIMITS)
+    for typed in (composed, decomposed):
+        assert load_key_file(old, typed).public_key == public_key_hex(signing)
+    with pytest.raises(KeyFileError, match="wrong passphrase"):
+        load_key_file(old, composed.replace("Mambasa", "Bunia"))
+
+
+def test_no_passphrase_at_hand_says_how_to_give_one(
+    runner: Callable[..., Run], tmp_path: Path
+) -> None:
+    """A script runs a command that signs, with GOLDTRAIL_PASSPHRASE empty and nothing on
+    its input.
+
+    Before: 'error: aborted (aborted)', which says nothing about the passphrase. Now the
+    line says which key file needs it and how to give it."""
+    path = tmp_path / "coop.json"
+    create_key_file(path, "coop-abc", PASSPHRASE, limits=MIN_LIMITS)
+    run = runner(
+        ["--key", str(path), "keys", "show", "--check"],
+        env={"GOLDTRAIL_PASSPHRASE": ""},
+        input="",
+    )
+    assert run.code == 1
+    assert _one_error(run, "key_file") == (
+        f"error: no passphrase was given for the key file {path}: type it when asked, or set "
+        "GOLDTRAIL_PASSPHRASE (key_file)"
+    )
