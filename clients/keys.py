@@ -130,7 +130,9 @@ def _checksum(document: dict[str, Any]) -> str:
 def _derive(passphrase: str, salt: bytes, limits: KdfLimits) -> bytes:
     return _argon.kdf(
         nacl.secret.SecretBox.KEY_SIZE,
-        passphrase.encode("utf-8"),
+        # a passphrase from a non-UTF-8 environment holds the bytes it could not decode as
+        # surrogates: use those very bytes (the same every time), never fail on them
+        passphrase.encode("utf-8", "surrogateescape"),
         salt,
         opslimit=limits.opslimit,
         memlimit=limits.memlimit,
