@@ -311,9 +311,15 @@ def passphrase(path: Path, *, confirm: bool) -> str:
     env = os.environ.get("GOLDTRAIL_PASSPHRASE")
     if env:
         return env
-    value: str = typer.prompt(
-        f"Passphrase for {path}", hide_input=True, confirmation_prompt=confirm
-    )
+    try:
+        value: str = typer.prompt(
+            f"Passphrase for {path}", hide_input=True, confirmation_prompt=confirm
+        )
+    except typer.Abort as e:  # end of input (a script, a pipe) or Ctrl-C at the prompt
+        raise KeyFileError(
+            f"no passphrase was given for the key file {path}: type it when asked, or set "
+            "GOLDTRAIL_PASSPHRASE"
+        ) from e
     return value
 
 
