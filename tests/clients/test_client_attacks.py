@@ -348,3 +348,64 @@ def test_no_passphrase_at_hand_says_how_to_give_one(
         f"error: no passphrase was given for the key file {path}: type it when asked, or set "
         "GOLDTRAIL_PASSPHRASE (key_file)"
     )
+
+
+# ---------------------------------------------------------------------------
+# Options typed wrong
+
+
+def test_lot_id_typed_in_lowercase_says_to_write_it_in_capitals(
+    cli: Callable[..., Run], lot_args: Any, world: World
+) -> None:
+    """The lot MAK-2026-0001 exists; the trader types its id from the bag in lowercase.
+
+    Before: online 'error: lot mak-2026-0001 is not in the log (unknown_lot)', offline 'the
+    head of lot mak-2026-0001 is not known on this machine: run `goldtrail lot show
+    mak-2026-0001` once while online', and ``lot show`` 'There is no such lot.': each sends
+    the user looking for a lot that exists. Now a usage error says what to write."""
+    assert cli(lot_args("MAK-2026-0001")).code == 0
+    size = len(world.fake.log)
+    capitals = "lot ids are written in capital letters: MAK-2026-0001, not mak-2026-0001 (usage)"
+    offer = [
+        "lot",
+        "offer",
+        "--lot",
+        "mak-2026-0001",
+        "--to",
+        "trader-bunia",
+        "--mass-mg",
+        "38200",
+    ]
+    for args, offline in (
+        (offer, False),
+        (offer, True),
+        (
+            [
+                "lot",
+                "process",
+                "--input",
+                "mak-2026-0001",
+                "--output",
+                "MAK-2026-0002:38000:gold:870000",
+                "--process",
+                "smelting",
+            ],
+            False,
+        ),
+    ):
+        run = cli(args, offline=offline)
+        assert run.code == 2, run.stderr
+        option = "--input" if "process" in args else "--lot"
+        assert _one_error(run, "usage") == f"error: {option}: {capitals}"
+    for command in ("show", "history", "qr", "bundle"):
+        run = cli(["lot", command, "mak-2026-0001"])
+        assert run.code == 2, run.stderr
+        assert _one_error(run, "usage") == f"error: LOT: {capitals}"
+    other = cli(["lot", "show", "MAK 2026/1"])
+    assert other.code == 2
+    assert _one_error(other, "usage") == (
+        "error: LOT: 'MAK 2026/1' is not a lot id: 4 to 48 capital letters, digits or "
+        "hyphens, like MAK-2026-0001 (usage)"
+    )
+    assert len(world.fake.log) == size
+    assert _outbox_rows(world) == [(1, "sent", "lot.registered", ["MAK-2026-0001"])]
