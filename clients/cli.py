@@ -344,6 +344,23 @@ def _int(text: str, what: str) -> int:
     return int(text)
 
 
+_LOT_ID = re.compile(r"[A-Z0-9][A-Z0-9-]{3,47}")
+
+
+def _lot_id(text: str, what: str) -> str:
+    """A lot id as typed, or a usage error saying how to write it (never 'not in the log'
+    for a lot that is there in capitals)."""
+    if _LOT_ID.fullmatch(text):
+        return text
+    upper = text.strip().upper()
+    if _LOT_ID.fullmatch(upper):
+        _usage(f"{what}: lot ids are written in capital letters: {upper}, not {text}")
+    _usage(
+        f"{what}: {text!r} is not a lot id: 4 to 48 capital letters, digits or hyphens, "
+        "like MAK-2026-0001"
+    )
+
+
 def _money(text: str, what: str) -> dict[str, Any]:
     """``CUR:AMOUNT`` (minor units) → money."""
     parts = text.split(":")
@@ -605,7 +622,7 @@ def _lot_event(
     body.setdefault("type", kind)
     if body["type"] != kind:
         raise CliError(f"the --json-body is a {body['type']}, not a {kind}", "wrong_type")
-    _put(body, "lot", lot)
+    _put(body, "lot", lot if lot is None else _lot_id(lot, "--lot"))
     _put(body, "time", time)
     if "lot" not in body:
         _usage("missing --lot")
@@ -1536,7 +1553,7 @@ def lot_process(
     body = _json_body(json_body)
     body.setdefault("type", "lot.processed")
     if input_lot:
-        body["inputs"] = [{"lot": lot} for lot in input_lot]
+        body["inputs"] = [{"lot": _lot_id(lot, "--input")} for lot in input_lot]
     if output:
         body["outputs"] = [_output(o) for o in output]
     _put(body, "process", _enum(process))
@@ -1761,6 +1778,7 @@ def lot_show(
 ) -> None:
     """Show a lot's current state (and remember its head for offline work)."""
     session = _session(ctx)
+    lot = _lot_id(lot, "LOT")
     view = session.online_call(lambda: session.client.lot(lot))
     note = ""
     if view is not None:
@@ -1804,6 +1822,7 @@ def lot_history(
 ) -> None:
     """List the events of a lot's own chain, oldest first."""
     session = _session(ctx)
+    lot = _lot_id(lot, "LOT")
     items = list(session.client.iter_lot_events(lot))
     if as_json:
         _out(json.dumps(items, indent=2, ensure_ascii=False))
@@ -1872,6 +1891,7 @@ def lot_qr(
 ) -> None:
     """Print a lot's QR code in the terminal, or save the server's PNG or SVG."""
     session = _session(ctx)
+    lot = _lot_id(lot, "LOT")
     if png is not None:
         png.write_bytes(session.client.qr_png(lot))
         _out(f"wrote {png}")
@@ -1906,6 +1926,7 @@ def lot_bundle(
 ) -> None:
     """Download a lot's provenance bundle, to verify offline with goldtrail verify."""
     session = _session(ctx)
+    lot = _lot_id(lot, "LOT")
     data = session.client.bundle(lot, at)
     path = out if out is not None else Path(f"{lot}.bundle.json")
     path.write_bytes(data)
