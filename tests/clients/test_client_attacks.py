@@ -9,6 +9,7 @@ test put a captive portal or a gateway in front of it.
 
 from __future__ import annotations
 
+import datetime as dt
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ import httpx
 import nacl.signing
 import pytest
 
+from clients.cli import Hooks
 from clients.keys import MIN_LIMITS, KeyFileError, create_key_file, load_key_file, write_key_file
 from clients.outbox import Outbox
 from ledger.protocol import public_key_hex
@@ -409,3 +411,40 @@ def test_lot_id_typed_in_lowercase_says_to_write_it_in_capitals(
     )
     assert len(world.fake.log) == size
     assert _outbox_rows(world) == [(1, "sent", "lot.registered", ["MAK-2026-0001"])]
+
+
+# ---------------------------------------------------------------------------
+# Clocks
+
+
+def test_clock_reset_to_the_past_is_caught_before_signing_offline(
+    cli: Callable[..., Run], lot_args: Any, world: World
+) -> None:
+    """A cheap phone's battery ran flat and its clock came back at 2000-01-01; the
+    treasurer, offline, offers a lot registered yesterday.
+
+    Before: the offer was signed with time 2000-01-01T00:00:00Z and saved ('saved offline
+    …', exit 0); at the next sync the server refused it (time_order), and it and every event
+    queued after it on the lot had to be dropped and signed again. Now nothing is signed:
+    one line says the clock is behind the lot's last event and to set it."""
+    assert cli(lot_args("MAK-2026-0001")).code == 0
+    with Outbox(world.outbox) as box:
+        [registered] = box.events()
+    reset = Hooks(
+        transport=world.fake.transport,
+        kdf_limits=MIN_LIMITS,
+        now=lambda: dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
+    )
+    run = cli(OFFER, offline=True, hooks=reset)
+    assert run.code == 1
+    assert _one_error(run, "clock") == (
+        "error: this device's clock says 2000-01-01T00:00:00Z, before the last event on lot "
+        f"MAK-2026-0001 ({registered.body['time']}): set the date and time, then try again "
+        "(clock)"
+    )
+    assert run.stdout == ""
+    assert _outbox_rows(world) == [(1, "sent", "lot.registered", ["MAK-2026-0001"])]
+    # with the clock set, the same command is signed and queued
+    run = cli(OFFER, offline=True)
+    assert run.code == 0, run.stderr
+    assert _outbox_rows(world)[-1] == (2, "pending", "lot.transfer_offered", ["MAK-2026-0001"])
