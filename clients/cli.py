@@ -519,6 +519,26 @@ def _nfc(value: Any) -> Any:
     return value
 
 
+def _check_clock(session: Session, body: dict[str, Any]) -> None:
+    """Refuse to sign an event dated before the lot's last event when this machine has that
+    event (queued or sent from here): a clock reset to the past (a flat battery) would
+    otherwise fill the outbox with events every server refuses (``time_order``)."""
+    named = [(body.get("lot"), body.get("prev"))]
+    named += [
+        (i.get("lot"), i.get("prev")) for i in body.get("inputs") or [] if isinstance(i, dict)
+    ]
+    for lot, prev in named:
+        if not isinstance(prev, str):
+            continue
+        earlier = session.outbox.find(prev)
+        if earlier is not None and str(earlier.body.get("time", "")) > body["time"]:
+            raise CliError(
+                f"this device's clock says {body['time']}, before the last event on lot {lot} "
+                f"({earlier.body['time']}): set the date and time, then try again",
+                "clock",
+            )
+
+
 def _sign_and_send(session: Session, body: dict[str, Any], what: str) -> OutboxEvent:
     """Validate, warn, sign, queue, then send the whole outbox if online."""
     key = session.key()
@@ -537,6 +557,7 @@ def _sign_and_send(session: Session, body: dict[str, Any], what: str) -> OutboxE
     # and anything else the strict reader refuses is refused here, before it is signed:
     # queued, it would wait in the outbox until a server refused it, holding back the lot
     parse_strict(canonical(body))
+    _check_clock(session, body)
     _warn_free_text(session, body)
     origin = session.origin()
     envelope = sign_body(body, key.signing_key, origin)
