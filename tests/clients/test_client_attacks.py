@@ -22,8 +22,8 @@ import pytest
 from clients.cli import Hooks
 from clients.keys import MIN_LIMITS, KeyFileError, create_key_file, load_key_file, write_key_file
 from clients.outbox import Outbox
-from ledger.protocol import public_key_hex
-from tests.clients.conftest import PASSPHRASE, Run, World, run_main
+from ledger.protocol import public_key_hex, sign_body
+from tests.clients.conftest import PASSPHRASE, Run, World, now_z, run_main
 
 OFFER = ["lot", "offer", "--lot", "MAK-2026-0001", "--to", "trader-bunia", "--mass-mg", "38200"]
 
@@ -448,3 +448,69 @@ def test_clock_reset_to_the_past_is_caught_before_signing_offline(
     run = cli(OFFER, offline=True)
     assert run.code == 0, run.stderr
     assert _outbox_rows(world)[-1] == (2, "pending", "lot.transfer_offered", ["MAK-2026-0001"])
+
+
+# ---------------------------------------------------------------------------
+# Refused events and what builds on them
+
+
+def test_new_event_on_a_lot_held_back_by_a_refused_event_is_refused_not_saved(
+    cli: Callable[..., Run], lot_args: Any, world: World
+) -> None:
+    """Offline, the treasurer offered lot A, then smelted A and B together; meanwhile an
+    auditor flagged A, so the offer is refused at sync (stale_prev) and the smelting, which
+    builds on it, is held back. Back online, she assays lot B.
+
+    Before: the assay was signed on top of the held-back smelting, held back in turn, and
+    the command said 'saved offline; run goldtrail sync when you are connected', exit 0,
+    while connected: a lie, and one more event to drop. Now, as for a lot the refused event
+    names itself, nothing is signed and one line says which refused event to deal with."""
+    assert cli(lot_args("MAK-2026-0001")).code == 0
+    assert cli(lot_args("MAK-2026-0002")).code == 0
+    assert cli(OFFER, offline=True).code == 0  # outbox #3
+    cancel = ["lot", "cancel", "--lot", "MAK-2026-0001", "--reason", "Buyer did not come"]
+    assert cli(cancel, offline=True, input="y\n").code == 0  # outbox #4
+    smelt = [
+        "lot",
+        "process",
+        "--input",
+        "MAK-2026-0001",
+        "--input",
+        "MAK-2026-0002",
+        "--output",
+        "MAK-2026-0003:70000:dore:870000",
+        "--process",
+        "smelting",
+    ]
+    assert cli(smelt, offline=True).code == 0  # outbox #5
+    head = world.fake.ledger.state.lots["MAK-2026-0001"].head
+    flag = {
+        "v": 1,
+        "type": "lot.flagged",
+        "actor": "registrar-test",
+        "time": now_z(),
+        "lot": "MAK-2026-0001",
+        "prev": head,
+        "code": "origin_misrepresentation",
+        "note": "Seal number does not match the register",
+    }
+    world.fake.append(sign_body(flag, world.registrar, world.fake.origin))
+    size = len(world.fake.log)
+    assay = ["lot", "assay", "--lot", "MAK-2026-0002", "--fineness-ppm", "860000"]
+    run = cli([*assay, "--method", "acid"])
+    assert run.code == 1
+    assert "refused: outbox #3 lot.transfer_offered MAK-2026-0001:" in run.stderr
+    assert _one_error(run, "outbox_blocked") == (
+        "error: outbox event #3 (lot.transfer_offered) on lot MAK-2026-0001 was refused "
+        "(stale_prev), and pending events on lot MAK-2026-0002 build on it; retry or drop it "
+        "first (goldtrail outbox list) (outbox_blocked)"
+    )
+    assert "saved offline" not in run.stdout
+    assert len(world.fake.log) == size
+    assert _outbox_rows(world) == [
+        (1, "sent", "lot.registered", ["MAK-2026-0001"]),
+        (2, "sent", "lot.registered", ["MAK-2026-0002"]),
+        (3, "failed", "lot.transfer_offered", ["MAK-2026-0001"]),
+        (4, "pending", "lot.transfer_cancelled", ["MAK-2026-0001"]),
+        (5, "pending", "lot.processed", ["MAK-2026-0001", "MAK-2026-0002", "MAK-2026-0003"]),
+    ]
