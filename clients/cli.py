@@ -269,9 +269,11 @@ class Session:
         self.flush(origin)
         failed = self.outbox.failed_on(origin, lot)
         if failed is not None:
+            builds = "" if lot in failed.lots else f", and pending events on lot {lot} build on it"
             raise CliError(
-                f"outbox event #{failed.id} ({failed.type}) on lot {lot} was refused "
-                f"({failed.error_code}); retry or drop it first (goldtrail outbox list)",
+                f"outbox event #{failed.id} ({failed.type}) on lot {', '.join(failed.lots)} "
+                f"was refused ({failed.error_code}){builds}; retry or drop it first "
+                "(goldtrail outbox list)",
                 "outbox_blocked",
             )
         view: dict[str, Any] | None = None

@@ -454,11 +454,19 @@ class Outbox:
     # -- chains
 
     def failed_on(self, origin: str, lot: str) -> OutboxEvent | None:
-        """The first failed event naming ``lot`` (new events on it would be built on sand)."""
-        for event in self.events(("failed",), origin):
-            if lot in event.lots:
-                return event
-        return None
+        """The refused event holding ``lot`` back: one naming it, or one that a pending event
+        naming it builds on (as sync holds them back); new events on it would be built on
+        sand."""
+        held: dict[str, OutboxEvent] = {}
+        for event in self.events(("pending", "failed"), origin):
+            if event.status == "failed":
+                root: OutboxEvent | None = event
+            else:
+                root = next((held[name] for name in event.lots if name in held), None)
+            if root is not None:
+                for name in event.lots:
+                    held.setdefault(name, root)
+        return held.get(lot)
 
     def chain(self, origin: str, lot: str, server_view: dict[str, Any] | None = None) -> ChainState:
         """Where the lot's chain stands: the server's view (or the cache) plus pending events.
