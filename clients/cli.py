@@ -208,12 +208,15 @@ class Session:
         self._went_offline = True
 
     def online_call(self, call: Callable[[], Any]) -> Any:
-        """Call the server unless offline; on ServerUnreachable go offline and return None."""
+        """Call the server unless offline; when it gives no usable answer (see ``_outage``),
+        go offline and return None."""
         if self.offline:
             return None
         try:
             return call()
-        except ServerUnreachable as e:
+        except ClientError as e:
+            if not _outage(e):
+                raise
             self.go_offline(e)
             return None
 
@@ -257,7 +260,7 @@ class Session:
         if report.sent:
             _out(f"sent {len(report.sent)} earlier event(s) from the outbox first")
         _report_problems(report)
-        if isinstance(report.stopped, ServerUnreachable):
+        if report.stopped is not None and _outage(report.stopped):
             self.go_offline(report.stopped)
 
     def chain(self, lot: str, *, required: bool = True) -> ChainState:
@@ -266,19 +269,21 @@ class Session:
         self.flush(origin)
         failed = self.outbox.failed_on(origin, lot)
         if failed is not None:
+            builds = "" if lot in failed.lots else f", and pending events on lot {lot} build on it"
             raise CliError(
-                f"outbox event #{failed.id} ({failed.type}) on lot {lot} was refused "
-                f"({failed.error_code}); retry or drop it first (goldtrail outbox list)",
+                f"outbox event #{failed.id} ({failed.type}) on lot {', '.join(failed.lots)} "
+                f"was refused ({failed.error_code}){builds}; retry or drop it first "
+                "(goldtrail outbox list)",
                 "outbox_blocked",
             )
         view: dict[str, Any] | None = None
         if not self.offline:
             try:
                 view = self.client.lot(lot)
-            except ServerUnreachable as e:
-                self.go_offline(e)
-            except ApiError as e:
-                if e.code not in ("unknown_lot", "not_found"):
+            except ClientError as e:
+                if _outage(e):
+                    self.go_offline(e)
+                elif not (isinstance(e, ApiError) and e.code in ("unknown_lot", "not_found")):
                     raise
         state = self.outbox.chain(origin, lot, view)
         if state.head is None and required:
@@ -292,14 +297,31 @@ class Session:
         return state
 
 
+def _outage(error: ClientError) -> bool:
+    """True when the server gave no usable answer: unreachable, a server error (5xx: down
+    for maintenance, a gateway without its backend) or an answer that is not the server's
+    (a captive portal's login page). Work then goes on offline, as the outbox is for."""
+    if isinstance(error, ServerUnreachable):
+        return True
+    if isinstance(error, ApiError):
+        return error.status >= 500
+    return error.code == "bad_response"
+
+
 def passphrase(path: Path, *, confirm: bool) -> str:
     """The key file's passphrase: ``GOLDTRAIL_PASSPHRASE``, else a hidden prompt."""
     env = os.environ.get("GOLDTRAIL_PASSPHRASE")
     if env:
         return env
-    value: str = typer.prompt(
-        f"Passphrase for {path}", hide_input=True, confirmation_prompt=confirm
-    )
+    try:
+        value: str = typer.prompt(
+            f"Passphrase for {path}", hide_input=True, confirmation_prompt=confirm
+        )
+    except typer.Abort as e:  # end of input (a script, a pipe) or Ctrl-C at the prompt
+        raise KeyFileError(
+            f"no passphrase was given for the key file {path}: type it when asked, or set "
+            "GOLDTRAIL_PASSPHRASE"
+        ) from e
     return value
 
 
@@ -322,6 +344,23 @@ def _int(text: str, what: str) -> int:
     if not re.fullmatch(r"-?[0-9]+", text.strip()):
         _usage(f"{what}: {text!r} is not a whole number")
     return int(text)
+
+
+_LOT_ID = re.compile(r"[A-Z0-9][A-Z0-9-]{3,47}")
+
+
+def _lot_id(text: str, what: str) -> str:
+    """A lot id as typed, or a usage error saying how to write it (never 'not in the log'
+    for a lot that is there in capitals)."""
+    if _LOT_ID.fullmatch(text):
+        return text
+    upper = text.strip().upper()
+    if _LOT_ID.fullmatch(upper):
+        _usage(f"{what}: lot ids are written in capital letters: {upper}, not {text}")
+    _usage(
+        f"{what}: {text!r} is not a lot id: 4 to 48 capital letters, digits or hyphens, "
+        "like MAK-2026-0001"
+    )
 
 
 def _money(text: str, what: str) -> dict[str, Any]:
@@ -482,6 +521,26 @@ def _nfc(value: Any) -> Any:
     return value
 
 
+def _check_clock(session: Session, body: dict[str, Any]) -> None:
+    """Refuse to sign an event dated before the lot's last event when this machine has that
+    event (queued or sent from here): a clock reset to the past (a flat battery) would
+    otherwise fill the outbox with events every server refuses (``time_order``)."""
+    named = [(body.get("lot"), body.get("prev"))]
+    named += [
+        (i.get("lot"), i.get("prev")) for i in body.get("inputs") or [] if isinstance(i, dict)
+    ]
+    for lot, prev in named:
+        if not isinstance(prev, str):
+            continue
+        earlier = session.outbox.find(prev)
+        if earlier is not None and str(earlier.body.get("time", "")) > body["time"]:
+            raise CliError(
+                f"this device's clock says {body['time']}, before the last event on lot {lot} "
+                f"({earlier.body['time']}): set the date and time, then try again",
+                "clock",
+            )
+
+
 def _sign_and_send(session: Session, body: dict[str, Any], what: str) -> OutboxEvent:
     """Validate, warn, sign, queue, then send the whole outbox if online."""
     key = session.key()
@@ -500,6 +559,7 @@ def _sign_and_send(session: Session, body: dict[str, Any], what: str) -> OutboxE
     # and anything else the strict reader refuses is refused here, before it is signed:
     # queued, it would wait in the outbox until a server refused it, holding back the lot
     parse_strict(canonical(body))
+    _check_clock(session, body)
     _warn_free_text(session, body)
     origin = session.origin()
     envelope = sign_body(body, key.signing_key, origin)
@@ -532,7 +592,9 @@ def _sign_and_send(session: Session, body: dict[str, Any], what: str) -> OutboxE
 def _run_sync(
     session: Session, origin: str, *, quiet: bool, batch: int = DEFAULT_BATCH
 ) -> SyncReport:
-    if quiet:
+    console = _rich_err()
+    if quiet or not console.is_terminal:
+        # no bar in a pipe or a log file: only the plain lines that follow
         return sync(session.outbox, session.client, origin, batch_size=batch)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -540,7 +602,7 @@ def _run_sync(
         TextColumn("sending"),
         BarColumn(),
         MofNCompleteColumn(),
-        console=_rich_err(),
+        console=console,
         transient=False,
     ) as bar:
         task = bar.add_task("sync", total=None)
@@ -583,7 +645,7 @@ def _lot_event(
     body.setdefault("type", kind)
     if body["type"] != kind:
         raise CliError(f"the --json-body is a {body['type']}, not a {kind}", "wrong_type")
-    _put(body, "lot", lot)
+    _put(body, "lot", lot if lot is None else _lot_id(lot, "--lot"))
     _put(body, "time", time)
     if "lot" not in body:
         _usage("missing --lot")
@@ -1514,7 +1576,7 @@ def lot_process(
     body = _json_body(json_body)
     body.setdefault("type", "lot.processed")
     if input_lot:
-        body["inputs"] = [{"lot": lot} for lot in input_lot]
+        body["inputs"] = [{"lot": _lot_id(lot, "--input")} for lot in input_lot]
     if output:
         body["outputs"] = [_output(o) for o in output]
     _put(body, "process", _enum(process))
@@ -1739,6 +1801,7 @@ def lot_show(
 ) -> None:
     """Show a lot's current state (and remember its head for offline work)."""
     session = _session(ctx)
+    lot = _lot_id(lot, "LOT")
     view = session.online_call(lambda: session.client.lot(lot))
     note = ""
     if view is not None:
@@ -1782,6 +1845,7 @@ def lot_history(
 ) -> None:
     """List the events of a lot's own chain, oldest first."""
     session = _session(ctx)
+    lot = _lot_id(lot, "LOT")
     items = list(session.client.iter_lot_events(lot))
     if as_json:
         _out(json.dumps(items, indent=2, ensure_ascii=False))
@@ -1850,6 +1914,7 @@ def lot_qr(
 ) -> None:
     """Print a lot's QR code in the terminal, or save the server's PNG or SVG."""
     session = _session(ctx)
+    lot = _lot_id(lot, "LOT")
     if png is not None:
         png.write_bytes(session.client.qr_png(lot))
         _out(f"wrote {png}")
@@ -1884,6 +1949,7 @@ def lot_bundle(
 ) -> None:
     """Download a lot's provenance bundle, to verify offline with goldtrail verify."""
     session = _session(ctx)
+    lot = _lot_id(lot, "LOT")
     data = session.client.bundle(lot, at)
     path = out if out is not None else Path(f"{lot}.bundle.json")
     path.write_bytes(data)

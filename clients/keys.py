@@ -39,6 +39,7 @@ import json
 import os
 import re
 import stat
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,7 +131,9 @@ def _checksum(document: dict[str, Any]) -> str:
 def _derive(passphrase: str, salt: bytes, limits: KdfLimits) -> bytes:
     return _argon.kdf(
         nacl.secret.SecretBox.KEY_SIZE,
-        passphrase.encode("utf-8"),
+        # a passphrase from a non-UTF-8 environment holds the bytes it could not decode as
+        # surrogates: use those very bytes (the same every time), never fail on them
+        passphrase.encode("utf-8", "surrogateescape"),
         salt,
         opslimit=limits.opslimit,
         memlimit=limits.memlimit,
@@ -199,6 +202,9 @@ def write_key_file(
             f"{actor!r} is not an actor id: 3 to 64 lowercase letters, digits or '-', "
             "as given by the registrar"
         )
+    # the same accented passphrase may be typed composed or decomposed (keyboards, input
+    # methods, copy-paste): new files use the composed form (NFC), and opening tries both
+    passphrase = unicodedata.normalize("NFC", passphrase)
     if len(passphrase) < MIN_PASSPHRASE:
         raise KeyFileError(f"the passphrase must have at least {MIN_PASSPHRASE} characters")
     salt = nacl.utils.random(_argon.SALTBYTES)
@@ -302,11 +308,20 @@ def load_key_file(path: Path, passphrase: str) -> KeyFile:
     ):
         raise KeyFileError(f"the key file {path} asks for key-derivation limits out of range")
     sealed = _hex(document["box"], None, "box", path)
-    box = nacl.secret.SecretBox(_derive(passphrase, salt, KdfLimits(ops, mem)))
+    opened: bytes | None = None
+    # composed first (how files are made now), then as typed and decomposed (files made
+    # before, or on a machine that sends accents as separate marks); an ASCII passphrase
+    # has one form only, so a wrong one costs a single key derivation
+    forms = (unicodedata.normalize("NFC", passphrase), passphrase)
+    for form in dict.fromkeys((*forms, unicodedata.normalize("NFD", passphrase))):
+        box = nacl.secret.SecretBox(_derive(form, salt, KdfLimits(ops, mem)))
+        with contextlib.suppress(nacl.exceptions.CryptoError):
+            opened = box.decrypt(sealed)
+            break
+    if opened is None:
+        raise KeyFileError(f"wrong passphrase for key file {path}")
     try:
-        secret = json.loads(box.decrypt(sealed))
-    except nacl.exceptions.CryptoError as e:
-        raise KeyFileError(f"wrong passphrase for key file {path}") from e
+        secret = json.loads(opened)
     except ValueError as e:
         raise KeyFileError(f"the key file {path} is damaged: its box does not hold a key") from e
     if not isinstance(secret, dict) or not isinstance(secret.get("seed"), str):

@@ -454,11 +454,19 @@ class Outbox:
     # -- chains
 
     def failed_on(self, origin: str, lot: str) -> OutboxEvent | None:
-        """The first failed event naming ``lot`` (new events on it would be built on sand)."""
-        for event in self.events(("failed",), origin):
-            if lot in event.lots:
-                return event
-        return None
+        """The refused event holding ``lot`` back: one naming it, or one that a pending event
+        naming it builds on (as sync holds them back); new events on it would be built on
+        sand."""
+        held: dict[str, OutboxEvent] = {}
+        for event in self.events(("pending", "failed"), origin):
+            if event.status == "failed":
+                root: OutboxEvent | None = event
+            else:
+                root = next((held[name] for name in event.lots if name in held), None)
+            if root is not None:
+                for name in event.lots:
+                    held.setdefault(name, root)
+        return held.get(lot)
 
     def chain(self, origin: str, lot: str, server_view: dict[str, Any] | None = None) -> ChainState:
         """Where the lot's chain stands: the server's view (or the cache) plus pending events.
@@ -547,8 +555,9 @@ def sync(
     """Send every pending event for the log ``origin`` in order, in batches.
 
     ``progress(done, total)`` is called after each batch. Stops (keeping events pending) when
-    the server cannot be reached or answers with a server error; see the module docstring
-    for refusals. Never raises for a refusal or a lost connection: the report says.
+    the server cannot be reached, answers with a server error or with something that is not
+    its answer (a captive portal's page); see the module docstring for refusals. Never
+    raises for a refusal, a lost connection or a bad answer: the report says.
     """
     report = SyncReport()
     report.other_logs = len(outbox.pending()) - len(outbox.pending(origin))
@@ -592,9 +601,19 @@ def sync(
             if progress is not None:
                 progress(done, total)
             continue
-        receipts = result.get("receipts", [])
-        if len(receipts) != len(chunk) or any(
-            r.get("event_id") != e.event_id for r, e in zip(receipts, chunk, strict=False)
+        except ClientError as e:
+            # an answer that is not the server's (a captive portal's login page, a proxy's
+            # HTML): as good as no answer; the events stay pending
+            report.stopped = e
+            break
+        receipts = result.get("receipts") if isinstance(result, dict) else None
+        if (
+            not isinstance(receipts, list)
+            or len(receipts) != len(chunk)
+            or any(
+                not isinstance(r, dict) or r.get("event_id") != e.event_id
+                for r, e in zip(receipts, chunk, strict=False)
+            )
         ):
             report.stopped = ClientError(
                 "The server's receipts do not match the events sent; nothing was marked.",

@@ -448,7 +448,9 @@ def _api_error(response: httpx.Response) -> ApiError:
         code = f"http_{status}"
     if not isinstance(detail, str) or not detail:
         text = response.text.strip().splitlines()
-        first = text[0][:200] if text else ""
+        first = text[0].strip()[:200] if text else ""
+        if "html" in response.headers.get("content-type", "").lower() or first.startswith("<"):
+            first = ""  # a proxy's or portal's web page: its markup tells the user nothing
         detail = f"The server answered HTTP {status} {response.reason_phrase}" + (
             f": {first}" if first else "."
         )
