@@ -192,12 +192,32 @@ def alembic_config() -> Config:
 def migrate(engine: Engine) -> None:
     """Bring the schema up to date (``alembic upgrade head``) under the write lock.
 
-    Raises whatever Alembic or the database raises.
+    Raises IntegrityError ``schema_too_new`` (and changes nothing) when the database is at a
+    revision this code does not know, and whatever Alembic or the database raises.
     """
     config = alembic_config()
     with write_transaction(engine) as conn:
+        _refuse_unknown_revision(conn, config)
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
+
+
+def _refuse_unknown_revision(conn: Connection, config: Config) -> None:
+    """IntegrityError ``schema_too_new`` when the database is at a revision these migrations
+    do not know: a newer goldtrail migrated it, and this one must not write to it."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(config)
+    known = {rev.revision for rev in script.walk_revisions()}
+    for current in MigrationContext.configure(conn).get_current_heads():
+        if current not in known:
+            raise IntegrityError(
+                "schema_too_new",
+                f"The database's schema is at revision {current}, which this goldtrail does "
+                f"not know (its newest is {script.get_current_head()}): a newer goldtrail "
+                "migrated it. Run that version (or newer); this one must not write to it.",
+            )
 
 
 # ---------------------------------------------------------------------------
