@@ -6,6 +6,7 @@ import gc
 import logging
 import sys
 
+import sqlalchemy.exc
 import uvicorn
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
@@ -22,7 +23,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> int:
     """Run the server until interrupted; return a process exit code.
 
     Refuses to start, with one plain sentence on stderr and exit code 2, when the database
-    holds another log than configured (PROTOCOL.md section 8).
+    holds another log than configured (PROTOCOL.md section 8), its schema is newer than
+    this code, or it does not answer (its URL shown without the password).
     """
     from api.app import create_app
 
@@ -38,6 +40,14 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> int:
         return 2
     except ValueError as e:  # bad settings found later (e.g. a database URL)
         print(f"goldtrail: cannot start: {e}", file=sys.stderr)
+        return 2
+    except sqlalchemy.exc.DBAPIError as e:  # the database does not answer, or refuses
+        reason = (str(e.orig).splitlines() or [""])[0] if e.orig is not None else ""
+        database = make_url(settings.database_url).render_as_string(hide_password=True)
+        print(
+            f"goldtrail: cannot start: cannot use the database {database}: {reason}",
+            file=sys.stderr,
+        )
         return 2
     # a JSON log line like every other, with the database password hidden
     database = make_url(settings.database_url).render_as_string(hide_password=True)
