@@ -28,6 +28,7 @@ STATUS_BY_FAULT = {
     "verification": 422,
     "integrity": 500,
     "internal": 500,
+    "unavailable": 503,
 }
 
 TITLES = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from api.observability import Metrics
 from api.pages import choose_language, render_error_page, render_lot_page
 from api.settings import Settings
 from ledger.admin import QuickCheck, last_audit, quick_check
-from ledger.errors import LedgerError, NotFoundError
+from ledger.errors import LedgerError, NotFoundError, UnavailableError
 from ledger.pgroles import migrate_as_owner
 from ledger.protocol import public_key_hex, sign_body, signing_key_from_seed
 from ledger.store import (
@@ -43,6 +44,20 @@ def _utc_now() -> dt.datetime:
 def registrar_key_path(settings: Settings) -> Path:
     """Where a generated registrar key is written: next to the log key."""
     return Path(settings.log_key_file).resolve().parent / REGISTRAR_KEY_NAME
+
+
+def _sqlite_file(store: Ledger) -> tuple[str, int, int] | None:
+    """(path, st_dev, st_ino) of a SQLite database's file; None for PostgreSQL, memory or a
+    URI."""
+    url = store.engine.url
+    name = url.database or ""
+    if url.get_backend_name() != "sqlite" or name in ("", ":memory:") or name.startswith("file:"):
+        return None
+    try:
+        found = os.stat(name)
+    except OSError:
+        return None
+    return name, found.st_dev, found.st_ino
 
 
 @dataclass
@@ -103,6 +118,8 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     #: the quick integrity check run at start (``ledger.admin.quick_check``)
     startup_check: QuickCheck | None = None
+    #: a SQLite database's file as the server opened it: (path, st_dev, st_ino)
+    database_file: tuple[str, int, int] | None = None
 
     @property
     def ledger(self) -> ViewLedger:
@@ -130,6 +147,7 @@ class Runtime:
             clock=clock,
         )
         runtime = cls(settings, store, clock)
+        runtime.database_file = _sqlite_file(store)
         if store.size() == 0 and settings.registrar_key is None:
             runtime._start_with_generated_registrar()
         runtime.startup_check = quick_check(store.engine, store.verifier_key)
@@ -170,8 +188,33 @@ class Runtime:
         """Today's UTC date (for site colours shown now)."""
         return self.clock().date()
 
+    def database_moved(self) -> str | None:
+        """Why appends must stop: the SQLite file the server opened was removed or replaced
+        (what it writes would go to a file nobody will open again); else None."""
+        if self.database_file is None:
+            return None
+        path, device, inode = self.database_file
+        try:
+            found = os.stat(path)
+        except OSError:
+            found = None
+        if found is not None and (found.st_dev, found.st_ino) == (device, inode):
+            return None
+        return (
+            f"The database file {path} was removed or replaced after the server started: what "
+            "it writes now would be lost at the next start. Restore the file and restart the "
+            "server."
+        )
+
+    def _check_database_file(self) -> None:
+        if self.database_file is not None:
+            moved = self.database_moved()
+            if moved is not None:
+                raise UnavailableError("database_moved", moved)
+
     def append(self, envelopes: list[Any], *, batch: bool) -> AppendResult:
         """Append and count; refusals are counted by the metrics middleware."""
+        self._check_database_file()
         result = self.store.append(envelopes, batch=batch)
         self.metrics.appended.inc(sum(result.new))
         return result
@@ -180,6 +223,7 @@ class Runtime:
         """Append envelopes as independent single appends in one transaction (group commit,
         ``Ledger.append_each``) and count the new events."""
         self.metrics.group_size.observe(len(envelopes))
+        self._check_database_file()
         results = self.store.append_each(envelopes)
         self.metrics.appended.inc(
             sum(1 for r in results if isinstance(r, AppendResult) and r.created)
@@ -233,7 +277,8 @@ class Runtime:
     def readiness(self) -> dict[str, Any]:
         """What ``/readyz`` reports: the boolean checks, all True when ready, and details.
 
-        - ``database``: the database answers;
+        - ``database``: the database answers and, for SQLite, its file is still the one the
+          server opened (``database_problem`` says why not; appends are refused then);
         - ``log_key``: the log key is loaded;
         - ``integrity``: the quick check (``ledger.admin.quick_check``, run at start and
           again now): the latest checkpoint opens with the log key, covers the whole log and
@@ -254,7 +299,10 @@ class Runtime:
         try:
             with self.store.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
-            checks["database"] = True
+            moved = self.database_moved()
+            checks["database"] = moved is None
+            if moved is not None:
+                checks["database_problem"] = moved
             check = quick_check(self.store.engine, self.store.verifier_key)
             checks["integrity"] = check.ok
             if not check.ok:

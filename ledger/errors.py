@@ -95,6 +95,12 @@ class IntegrityError(LedgerError):
     fault = "integrity"
 
 
+class UnavailableError(LedgerError):
+    """The store cannot take writes safely now (e.g. its database file was replaced)."""
+
+    fault = "unavailable"
+
+
 class VerificationError(LedgerError):
     """Offline verification failed: a proof, a checkpoint or a bundle does not check out."""
 
