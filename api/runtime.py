@@ -188,6 +188,26 @@ class Runtime:
         """Today's UTC date (for site colours shown now)."""
         return self.clock().date()
 
+    def log_key_problem(self) -> str | None:
+        """Why the server could not start again with its log key file (missing, unreadable
+        or holding another key than the one it signs with), or None."""
+        path = self.settings.log_key_file
+        try:
+            seed = read_seed_file(path)
+        except LedgerError as e:
+            return f"{e.detail} The server will not start again until it is restored."
+        if seed is None:
+            return (
+                f"The log key file {path} is missing: the server signs with the key it loaded "
+                "at start, but will not start again until the file is restored."
+            )
+        if bytes(signing_key_from_seed(seed.hex()).verify_key) != self.store.log_signer.public_key:
+            return (
+                f"The log key file {path} now holds another key than the one this server "
+                "signs with: it will not start again until the original file is restored."
+            )
+        return None
+
     def database_moved(self) -> str | None:
         """Why appends must stop: the SQLite file the server opened was removed or replaced
         (what it writes would go to a file nobody will open again); else None."""
@@ -279,7 +299,9 @@ class Runtime:
 
         - ``database``: the database answers and, for SQLite, its file is still the one the
           server opened (``database_problem`` says why not; appends are refused then);
-        - ``log_key``: the log key is loaded;
+        - ``log_key``: the log key is loaded and its file still holds it (a server whose key
+          file was removed or replaced signs on, but could not start again:
+          ``log_key_problem`` says why);
         - ``integrity``: the quick check (``ledger.admin.quick_check``, run at start and
           again now): the latest checkpoint opens with the log key, covers the whole log and
           signs the stored tree's root, and the last entry hashes to its leaf. It reads
@@ -292,10 +314,14 @@ class Runtime:
         """
         checks: dict[str, Any] = {
             "database": False,
-            "log_key": self.store.log_signer is not None,
+            "log_key": False,
             "integrity": False,
             "audit": False,
         }
+        key_problem = self.log_key_problem()
+        checks["log_key"] = key_problem is None
+        if key_problem is not None:
+            checks["log_key_problem"] = key_problem
         try:
             with self.store.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
