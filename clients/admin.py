@@ -22,7 +22,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO
@@ -172,6 +174,17 @@ def _verifier_key(settings: Any, engine: Engine, given: str | None) -> str:
         err=True,
     )
     return verifier_key(settings.origin, bytes.fromhex(stored))
+
+
+class _Lines:
+    """The lines of a text file, read again from the start each time it is iterated."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __iter__(self) -> Iterator[str]:
+        with self.path.open(encoding="utf-8", newline="\n") as f:
+            yield from f
 
 
 @contextlib.contextmanager
@@ -399,8 +412,9 @@ def import_command(
     """Replay an export into an empty database, verifying every event; print the root.
 
     The checkpoints are signed with the key in GOLDTRAIL_LOG_KEY_FILE (use the exported
-    log's key file to keep its verifier key). The root is that of the exported log. On a
-    failure, discard the database: the batches before the bad line are committed.
+    log's key file to keep its verifier key). The root is that of the exported log. The
+    whole file is checked before anything is written: a tampered or truncated export is
+    refused, naming its line, and the database is left as it was.
     """
     from ledger.admin import import_log
     from ledger.pgroles import migrate_as_owner
@@ -410,16 +424,16 @@ def import_command(
     url = settings.database_url
     if source != "-" and not Path(source).is_file():
         _fail(f"there is no file {source}", "not_found")
-    total = None
-    if source != "-":
-        with open(source, encoding="utf-8", newline="\n") as f:
-            total = sum(1 for line in f if line.strip())
     with contextlib.ExitStack() as stack:
-        lines: TextIO = (
-            sys.stdin
-            if source == "-"
-            else stack.enter_context(open(source, encoding="utf-8", newline="\n"))
-        )
+        if source == "-":  # read twice (checked whole first, then appended): keep a copy
+            spool = stack.enter_context(tempfile.TemporaryDirectory(prefix="goldtrail-import-"))
+            path = Path(spool) / "import.jsonl"
+            with path.open("w", encoding="utf-8", newline="\n") as copy:
+                shutil.copyfileobj(sys.stdin, copy)
+        else:
+            path = Path(source)
+        lines = _Lines(path)
+        total = sum(1 for line in lines if line.strip())
         if settings.migrate_database_url:  # as the server does at start
             with _reported(settings.migrate_database_url):
                 try:
@@ -435,7 +449,9 @@ def import_command(
             )
             try:
                 with _progress("importing", total) as update:
-                    root = import_log(ledger, lines, lambda done: update(done, None))
+                    root = import_log(
+                        ledger, lines, lambda done: update(done, None), whole_lines=True
+                    )
                 size = ledger.size()
             finally:
                 ledger.engine.dispose()

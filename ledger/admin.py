@@ -117,15 +117,20 @@ def import_log(
     progress: Callable[[int], None] | None = None,
     *,
     batch_size: int = IMPORT_BATCH,
+    whole_lines: bool = False,
 ) -> bytes:
     """Append an export's envelopes to an empty ledger, verifying every one; return the root.
 
-    Lines are parsed as strict JSON (blank lines are skipped) and appended ``batch_size`` at
-    a time with ``check_time=False``: every signature and rule is checked as for a new
-    append. ``progress(entries imported so far)`` is called after each batch. Raises
-    ConflictError ``log_not_empty`` if the ledger has entries, ImportRefused naming the
-    line and seq of the first envelope that fails (earlier batches stay committed: discard
-    the database), and whatever the database raises.
+    The whole export is checked first, before anything is written: every line parsed as
+    strict JSON (blank lines are skipped) and replayed in memory through every signature
+    and rule (no clock), and with ``whole_lines`` every line must end with a newline (a file
+    cut short does not). Only then are the envelopes appended ``batch_size`` at a time with
+    ``check_time=False``, checked again as any append. ``lines`` is read twice (an iterator
+    is first read into a list). ``progress(entries imported so far)`` is called after each
+    batch. Raises ConflictError ``log_not_empty`` if the ledger has entries, ImportRefused
+    naming the line and seq of the first envelope that fails (the ledger is then as it was),
+    and whatever the database raises (a failure of the database while appending leaves the
+    batches before it committed: discard the database).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -135,6 +140,9 @@ def import_log(
             "An export can only be imported into an empty log; this database already holds "
             f"{ledger.size()} entries.",
         )
+    if iter(lines) is lines:  # read twice: first checked whole, then appended
+        lines = list(lines)
+    _check_lines(ledger, lines, whole_lines=whole_lines)
     done = 0
     batch: list[Any] = []
     numbers: list[int] = []
@@ -175,6 +183,46 @@ def import_log(
     if batch:
         flush()
     return bytes.fromhex(ledger.log_info()["root"])
+
+
+def _check_lines(ledger: Ledger, lines: Iterable[str], *, whole_lines: bool) -> None:
+    """ImportRefused for the first line that is not a whole, sound envelope of the export."""
+    state = MemoryState()
+    seq = 0
+    last: tuple[int, str] | None = None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        last = (number, line)
+        try:
+            envelope = parse_strict(line.rstrip("\r\n").encode("utf-8"))
+            staged = StagedState(state)
+            admitted = admit(
+                staged,
+                envelope,
+                origin=ledger.origin,
+                registrar_key=ledger.registrar_key,
+                now=None,
+            )
+        except LedgerError as e:
+            raise ImportRefused(e.code, e.detail, line=number, seq=seq) from e
+        if admitted.existing is not None:
+            raise ImportRefused(
+                "duplicate_event",
+                "this envelope appears earlier in the export",
+                line=number,
+                seq=seq,
+            )
+        state.apply(staged.changes)
+        seq += 1
+    if whole_lines and last is not None and not last[1].endswith("\n"):
+        raise ImportRefused(
+            "truncated",
+            "the file ends in the middle of this line (no newline after it): it was cut "
+            "short; export the log again",
+            line=last[0],
+            seq=seq - 1,
+        )
 
 
 def root_of_lines(lines: Iterable[str]) -> tuple[int, bytes]:
