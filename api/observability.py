@@ -62,8 +62,18 @@ class JsonFormatter(logging.Formatter):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
         if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info).splitlines()[-1]
+            entry["error"] = _error_line(record.exc_info[1])
         return _encode(entry)
+
+
+def _error_line(error: BaseException | None) -> str:
+    """An exception as ``Type: first line of its message``, at most 300 characters: a
+    database error's reason without the SQL and parameters SQLAlchemy adds on later lines
+    (they may hold event bodies), nor its closing link, which says nothing."""
+    if error is None:
+        return "-"
+    first = (str(error).splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first}"[:300]
 
 
 def configure_logging(level: int = logging.INFO) -> None:
