@@ -307,9 +307,7 @@ def test_an_error_line_says_what_the_database_refused_without_its_parameters(
     readonly = make_engine(f"sqlite:///file:{db}?mode=ro&uri=true")
     try:
         with readonly.begin() as conn:
-            conn.execute(
-                tables.log_meta.insert().values(key="k", value="Amani Canary-Kahindo")
-            )
+            conn.execute(tables.log_meta.insert().values(key="k", value="Amani Canary-Kahindo"))
     except sqlalchemy.exc.OperationalError:
         record = logging.LogRecord(
             "goldtrail.api", logging.ERROR, "x", 1, "unexpected error", (), sys.exc_info()
