@@ -975,6 +975,10 @@ class Ledger:
         #: mark, and the actors, sites, key owners and prefix owners that append read or
         #: wrote: the next append takes them from here if both are still the same
         self._kept: tuple[tuple[int, str | None], dict[str, dict[str, Any]]] | None = None
+        #: True once an append saw the log named after this ledger's origin and key with
+        #: entries in it: from then on no server can bind the log to another key (only an
+        #: empty log may be rebound, see ``open_ledger``)
+        self._bound = False
 
     @property
     def verifier_key(self) -> str:
@@ -994,10 +998,42 @@ class Ledger:
         any other: the log only grows) and the projections were not rebuilt (every
         projection row changes only with one or the other)."""
         state = SqlState(conn)
+        if not self._bound:
+            self._check_bound(conn, state)
         kept = self._kept
         if kept is not None and kept[0] == state.version():
             state.recall(kept[1])
         return state
+
+    def _check_bound(self, conn: Connection, state: SqlState) -> None:
+        """Refuse to append when the log is no longer bound to this ledger's origin and key:
+        another server started on the log while it was empty, with another key file or
+        origin, and rebound it (``open_ledger`` allows that for an empty log). This server
+        must then sign nothing, or the log would hold checkpoints under two keys."""
+        meta = tables.log_meta
+        stored = dict(
+            conn.execute(
+                select(meta.c.key, meta.c.value).where(meta.c.key.in_(["origin", "log_public_key"]))
+            ).all()
+        )
+        if stored.get("origin", self.origin) != self.origin:
+            raise IntegrityError(
+                "origin_mismatch",
+                f"Another server bound this log to the origin {stored['origin']!r} after this "
+                f"one started with {self.origin!r}: this server appends nothing. Give every "
+                "server the same GOLDTRAIL_ORIGIN and restart it.",
+            )
+        if stored.get("log_public_key", self.log_signer.public_key.hex()) != (
+            self.log_signer.public_key.hex()
+        ):
+            raise IntegrityError(
+                "log_key_mismatch",
+                "Another server bound this log to another log key after this one started: this "
+                "server signs nothing. Give every server the same log key file "
+                "(GOLDTRAIL_LOG_KEY_FILE) and restart it.",
+            )
+        # once the log has entries nobody can bind it again: no need to look any more
+        self._bound = state.size() > 0
 
     def _keep(
         self,

@@ -21,6 +21,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, select, text
 
 from ledger import merkle, tables
+from ledger.audit import audit
 from ledger.checkpoint import Checkpoint, LogSigner, open_checkpoint
 from ledger.errors import ConflictError, IntegrityError, LedgerError, RuleError, SchemaError
 from ledger.protocol import event_id, public_key_hex, sign_body
@@ -776,6 +777,37 @@ def test_first_start_creates_a_private_key_file(database_url: str, key_file: Pat
     key_file.unlink()
     other = reopen(database_url, key_file, origin="other.example/log")
     assert other.origin == "other.example/log"
+
+
+def test_a_ledger_rebound_by_another_server_on_the_empty_log_does_not_sign(
+    database_url: str, key_file: Path
+) -> None:
+    """Two servers (two containers, each with its own key file) start on one empty
+    database: the second rebinds the log to its key (allowed: nothing was published). The
+    first must then refuse to append (log_key_mismatch) rather than sign checkpoints under a
+    key the log no longer names; the log stays one log, under one key."""
+    first = reopen(database_url, key_file)
+    second = reopen(database_url, key_file.with_name("other.key"))
+    try:
+        assert first.verifier_key != second.verifier_key
+        with pytest.raises(IntegrityError) as info:
+            first.append_one(seq0(), check_time=False)
+        assert info.value.code == "log_key_mismatch"
+        assert first.size() == 0
+        second.append_one(seq0(), check_time=False)
+        with pytest.raises(IntegrityError) as info:
+            first.append_one(seq0(), check_time=False)  # even a re-post: no receipt signed
+        assert info.value.code == "log_key_mismatch"
+        report = audit(
+            second.engine,
+            origin=ORIGIN,
+            verifier_key=second.verifier_key,
+            registrar_key=REGISTRAR_HEX,
+        )
+        assert report.ok, report.problems
+    finally:
+        first.engine.dispose()
+        second.engine.dispose()
 
 
 def test_restart_refusals(database_url: str, key_file: Path) -> None:
