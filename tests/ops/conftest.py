@@ -4,6 +4,7 @@ back (as the schema owner, bypassing the append-only triggers) to damage a log o
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import socket
@@ -21,11 +22,15 @@ import pytest
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 
+from ledger.protocol import public_key_hex
+from ledger.store import Ledger, open_ledger
 from tests import factories
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDTRAIL = REPO / ".venv" / "bin" / "goldtrail"
 APPEND_ONLY_MESSAGE = "the log is append-only"
+#: the clock of the ledgers these tests open (after every event of the world's log)
+NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
 
 
 @cache
@@ -43,6 +48,31 @@ def build_world() -> Any:
     w.merge([parts[0], b])
     w.offer(parts[1], "exporter")
     return w
+
+
+def open_world_ledger(url: str, key_file: Path) -> Ledger:
+    """A ledger on ``url`` for the world's log (its origin and registrar key), at ``NOW``."""
+    w = build_world()
+    return open_ledger(
+        url,
+        origin=w.origin,
+        log_key_file=key_file,
+        registrar_key=public_key_hex(w.registrar_key),
+        clock=lambda: NOW,
+    )
+
+
+@pytest.fixture
+def logged(database_url: str, tmp_path: Path) -> Iterator[Ledger]:
+    """A ledger holding the world's log, appended in batches of 7."""
+    led = open_world_ledger(database_url, tmp_path / "log.key")
+    try:
+        envelopes = build_world().envelopes()
+        for at in range(0, len(envelopes), 7):
+            led.append(envelopes[at : at + 7], check_time=False)
+        yield led
+    finally:
+        led.engine.dispose()
 
 
 def free_port() -> int:

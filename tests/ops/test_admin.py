@@ -4,11 +4,10 @@ bad entry, and ``/readyz`` stays honest about a damaged log."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,35 +32,14 @@ from ledger.admin import (
 from ledger.audit import audit
 from ledger.checkpoint import open_checkpoint
 from ledger.errors import ConflictError, IntegrityError
-from ledger.protocol import public_key_hex
-from ledger.store import Ledger, make_engine, open_ledger
-from tests.ops.conftest import GOLDTRAIL, behind_the_stores_back, build_world, flip_a_digit
-
-NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
-
-
-def open_world_ledger(url: str, key_file: Path) -> Ledger:
-    w = build_world()
-    return open_ledger(
-        url,
-        origin=w.origin,
-        log_key_file=key_file,
-        registrar_key=public_key_hex(w.registrar_key),
-        clock=lambda: NOW,
-    )
-
-
-@pytest.fixture
-def logged(database_url: str, tmp_path: Path) -> Iterator[Ledger]:
-    """A ledger holding the world's log, appended in batches of 7."""
-    led = open_world_ledger(database_url, tmp_path / "log.key")
-    try:
-        envelopes = build_world().envelopes()
-        for at in range(0, len(envelopes), 7):
-            led.append(envelopes[at : at + 7], check_time=False)
-        yield led
-    finally:
-        led.engine.dispose()
+from ledger.store import Ledger, make_engine
+from tests.ops.conftest import (
+    GOLDTRAIL,
+    behind_the_stores_back,
+    build_world,
+    flip_a_digit,
+    open_world_ledger,
+)
 
 
 def audit_of(led: Ledger) -> Any:

@@ -5,7 +5,6 @@ its reason."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
@@ -30,34 +29,10 @@ from clients.admin import admin_app
 from ledger import tables
 from ledger.admin import ImportRefused, export_log, import_log
 from ledger.protocol import public_key_hex
-from ledger.store import Ledger, make_engine, migrate, open_ledger
-from tests.ops.conftest import GOLDTRAIL, REPO, build_world, flip_a_digit
+from ledger.store import Ledger, make_engine, migrate
+from tests.ops.conftest import GOLDTRAIL, REPO, build_world, flip_a_digit, open_world_ledger
 
-NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
 FUTURE_REVISION = "0099_from_a_newer_goldtrail"
-
-
-def world_ledger(url: str, key_file: Path) -> Ledger:
-    w = build_world()
-    return open_ledger(
-        url,
-        origin=w.origin,
-        log_key_file=key_file,
-        registrar_key=public_key_hex(w.registrar_key),
-        clock=lambda: NOW,
-    )
-
-
-@pytest.fixture
-def logged(database_url: str, tmp_path: Path) -> Iterator[Ledger]:
-    led = world_ledger(database_url, tmp_path / "log.key")
-    try:
-        envelopes = build_world().envelopes()
-        for at in range(0, len(envelopes), 7):
-            led.append(envelopes[at : at + 7], check_time=False)
-        yield led
-    finally:
-        led.engine.dispose()
 
 
 def env_for(url: str, key_file: Path) -> dict[str, str]:
@@ -238,7 +213,7 @@ def test_a_tampered_import_leaves_the_target_exactly_as_it_was(
     seq = 15
     lines[seq] = flip_a_digit(lines[seq].encode()).decode()
     target_url = f"sqlite:///{tmp_path}/target.db"
-    target = world_ledger(target_url, tmp_path / "log.key")
+    target = open_world_ledger(target_url, tmp_path / "log.key")
     try:
         before = counts(target.engine)
         with pytest.raises(ImportRefused) as refused:

@@ -5,7 +5,6 @@ role cannot UPDATE, DELETE or TRUNCATE the log, nor switch the append-only trigg
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,9 +25,8 @@ from ledger.audit import audit
 from ledger.pgroles import grant_app_role, migrate_as_owner, table_privileges
 from ledger.protocol import public_key_hex
 from ledger.store import make_engine, migrate, open_ledger
-from tests.ops.conftest import _pg_admin, build_world
+from tests.ops.conftest import NOW, _pg_admin, build_world
 
-NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
 APPEND = {"SELECT", "INSERT"}
 DML = {"SELECT", "INSERT", "UPDATE", "DELETE"}
 EXPECTED = {
