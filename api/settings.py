@@ -38,8 +38,11 @@ class Settings(BaseSettings):
     def _hex_key(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        if not re.fullmatch(r"[0-9a-f]{64}", value):
-            raise ValueError("GOLDTRAIL_REGISTRAR_KEY must be 64 lowercase hex characters")
+        # "hex public key" (section 8): an environment variable is not JSON, so capitals are
+        # the same key; it is compared with the lowercase hex of seq 0's signature.key
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+            raise ValueError("GOLDTRAIL_REGISTRAR_KEY must be 64 hex characters")
+        value = value.lower()
         if not is_valid_public_key(bytes.fromhex(value)):
             # every seq 0 signed "with" it would be refused: say so now, not at each post
             raise ValueError(

@@ -292,3 +292,45 @@ def test_serve_with_no_settings_uses_the_defaults_of_section_8(
             assert log["public_url"] == "http://127.0.0.1:8000"
     finally:
         app.state.runtime.store.engine.dispose()
+
+
+def test_the_registrar_key_setting_is_hex_in_either_case(
+    serve: Callable[..., tuple[int, str, list[Any]]],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """Section 8: ``GOLDTRAIL_REGISTRAR_KEY`` is a "hex public key" (an environment
+    variable, not JSON, where section 1 asks for lowercase hex): the same key in capitals is
+    the same key, for a new log and for a restart of a log it started."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    settings = {"database_url": url, "log_key_file": str(tmp_path / "log.key"), "origin": ORIGIN}
+    code, err, started = serve(capsys, **settings)  # a generated registrar signs seq 0
+    assert code == 0, err
+    seq0_key = public_key_hex(signing_key_from_seed(_seed(tmp_path / REGISTRAR_KEY_NAME)))
+    code, err, started = serve(capsys, **settings, registrar_key=seq0_key.upper())
+    assert code == 0, err
+    assert started[-1].state.runtime.store.registrar_key == seq0_key
+    # and another key, in capitals or not, is still refused
+    other = public_key_hex(nacl.signing.SigningKey.generate()).upper()
+    code, err, _ = serve(capsys, **settings, registrar_key=other)
+    assert code == 2 and "GOLDTRAIL_REGISTRAR_KEY" in err, err
+
+
+def test_a_registrar_key_in_capitals_starts_an_empty_log(make_api: Callable[..., Api]) -> None:
+    key = nacl.signing.SigningKey.generate()
+    api = make_api(registrar_key=public_key_hex(key).upper())
+    assert api.settings.registrar_key == public_key_hex(key)
+    body = {
+        "v": 1,
+        "type": "actor.registered",
+        "actor": "registry",
+        "time": "2026-11-01T07:00:00Z",
+        "subject": "registry",
+        "name": "Ituri Provincial Mining Registry",
+        "roles": ["registrar"],
+        "key": public_key_hex(key),
+        "country": "CD",
+    }
+    response = api.post(sign_body(body, key, api.settings.origin))
+    assert response.status_code == 201, response.text
+    assert api.log()["registrar_key"] == public_key_hex(key)

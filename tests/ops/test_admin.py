@@ -4,6 +4,7 @@ bad entry, and ``/readyz`` stays honest about a damaged log."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -31,8 +32,9 @@ from ledger.admin import (
 )
 from ledger.audit import audit
 from ledger.checkpoint import open_checkpoint
-from ledger.errors import ConflictError, IntegrityError
-from ledger.store import Ledger, make_engine
+from ledger.errors import ConflictError, IntegrityError, LedgerError
+from ledger.protocol import public_key_hex
+from ledger.store import Ledger, make_engine, open_ledger
 from tests.ops.conftest import (
     GOLDTRAIL,
     behind_the_stores_back,
@@ -110,6 +112,38 @@ def test_import_names_the_line_that_fails(logged: Ledger, tmp_path: Path) -> Non
         assert refused.value.code == "bad_signature"
         assert (refused.value.line, refused.value.seq) == (seq + 2, seq)
         assert f"line {seq + 2} (seq {seq})" in refused.value.detail
+    finally:
+        target.engine.dispose()
+
+
+def test_an_import_skips_the_future_time_rule(tmp_path: Path) -> None:
+    """PROTOCOL.md section 2: the server refuses a time more than 5 minutes ahead of its
+    clock, "the only rule that reads the server's clock; an import of an existing log
+    skips it". An export made elsewhere imports whole into a server whose clock is behind
+    every event of it, though that server refuses the same events posted one by one."""
+    envelopes = build_world().envelopes()
+    source = open_world_ledger(f"sqlite:///{tmp_path}/source.db", tmp_path / "log.key")
+    try:
+        source.append(envelopes, check_time=False)
+        lines = list(export_log(source.engine))
+        root = source.log_info()["root"]
+    finally:
+        source.engine.dispose()
+    behind = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)  # a month before the world's first event
+    target = open_ledger(
+        f"sqlite:///{tmp_path}/target.db",
+        origin=build_world().origin,
+        log_key_file=tmp_path / "log.key",
+        registrar_key=public_key_hex(build_world().registrar_key),
+        clock=lambda: behind,
+    )
+    try:
+        with pytest.raises(LedgerError) as refused:
+            target.append_one(envelopes[0])
+        assert refused.value.code == "future_time"
+        assert target.size() == 0
+        assert import_log(target, lines).hex() == root
+        assert target.size() == len(envelopes)
     finally:
         target.engine.dispose()
 
