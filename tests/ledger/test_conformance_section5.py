@@ -664,3 +664,34 @@ def test_an_expired_licence_bars_only_the_five_lot_actions() -> None:
     w.accept(lot)
     w.update_actor("exporter", licence=expired)
     assert w.code(w.export(lot, post=False)) == "licence_expired"
+
+
+# ---------------------------------------------------------------------------
+# "`lot.processed` | the custodian of every input": one input held by another actor is
+# enough to refuse the whole event.
+
+
+def test_processing_needs_the_custodian_of_every_input() -> None:
+    w = World.standard()
+    mine, theirs = new_lot(w), held_by(w, "trader")
+    for inputs in ([mine, theirs], [theirs, mine]):
+        ev = w.process(inputs, [out("COOP-7000", 1)], actor="coop", process="merging", post=False)
+        assert w.code(ev) == "not_custodian"
+    w.transfer(mine, "trader")
+    w.merge([mine, theirs], into="TRD-7000")
+    assert w.lot("TRD-7000").custodian == "trader"
+
+
+# ---------------------------------------------------------------------------
+# "outputs [... distinct new lots]" and "Lot ids are never reused (`duplicate_lot`)": a lot
+# still active, and an output registered again.
+
+
+def test_lot_ids_are_never_reused_whatever_made_them() -> None:
+    w = World.standard()
+    active, source = new_lot(w), new_lot(w)
+    assert w.code(w.split(source, [1], ids=[active], post=False)) == "duplicate_lot"
+    w.split(source, [1], ids=["COOP-7000"])
+    assert w.code(w.register_lot("COOP-7000", post=False)) == "duplicate_lot"
+    assert w.code(w.split(active, [1], ids=["COOP-7000"], post=False)) == "duplicate_lot"
+    assert w.lot(active).status == "active"
