@@ -303,3 +303,36 @@ def test_lot_page_shows_no_free_text_references_prices_or_small_group_pay(
     for figure in ("246802", "135791", "987651", "412309", "777113", "555337", "555339"):
         assert figure not in digits, figure
     assert "UGX: withheld" in page.text  # the small group's payment, withheld
+
+
+# ---------------------------------------------------------------------------
+# "detail (a plain sentence a cooperative treasurer understands)": also for bad query
+# parameters, which FastAPI checks (its words name regular expressions and types)
+
+PLAIN_QUERY_DETAILS = [
+    ("/v1/lots?status=lost", "status: 'lost' is not one of active, offered, consumed."),
+    ("/v1/lots?risk=extreme", "risk: 'extreme' is not one of low, medium, high, hold."),
+    ("/v1/lots?custodian=Coop%20A", "custodian: 'Coop A' is not an actor id"),
+    ("/v1/lots?site=x", "site: 'x' is not a site id"),
+    ("/v1/lots/COOP-0001/bundle?at=XYZ", "at: 'XYZ' is not an event id"),
+    ("/v1/log/entries?limit=0", "limit: '0' is not a whole number of at least 1"),
+    ("/v1/actors?limit=ten", "limit: 'ten' is not a whole number of at least 1"),
+    ("/v1/log/entries?start=-1", "start: '-1' is not a position in the log"),
+    ("/v1/log/entries?start=99999999999999999999", "start: 99999999999999999999 is too large"),
+    ("/v1/log/proof/inclusion?index=x&size=1", "index: 'x' is not a position in the log"),
+    ("/v1/log/proof/inclusion?size=1", "index is missing: it must be a position in the log"),
+    ("/v1/log/proof/inclusion?index=0&size=0", "size: '0' is not a size of the log"),
+    ("/v1/log/proof/consistency?first=0&second=1", "first: '0' is not a size of the log"),
+    ("/v1/log/proof/consistency?first=1", "second is missing: it must be a size of the log"),
+]
+
+
+@pytest.mark.parametrize(("query", "words"), PLAIN_QUERY_DETAILS)
+def test_bad_query_parameters_are_explained_in_plain_words(
+    sqlite_api: Api, query: str, words: str
+) -> None:
+    problem = refusal(sqlite_api, lambda: sqlite_api.client.get(query), 422, "schema")
+    detail = problem["detail"]
+    assert detail.startswith(words), detail
+    for jargon in ("Input should", "String should", "pattern", "^", "Field required", "{"):
+        assert jargon not in detail, detail
