@@ -257,6 +257,9 @@ def test_lots_are_listed_oldest_first_and_filters_combine(sqlite_api: Api) -> No
     assert listed(site="site-a", risk="high") == ["COOP-0007"]
     assert set(listed(custodian="coop", status="active", risk="low")) == {"COOP-0001", "COOP-0002"}
     assert listed(site="site-b", custodian="coop2", status="active", risk="low") == ["CPB-0001"]
+    # "404 is only for lots, sites, actors, events and flags that a body or a path refers
+    # to": a filter naming nobody is an empty list
+    assert listed(custodian="nobody") == listed(site="site-zz") == []
     # "next: <cursor or null>": null on the last page, even when it is full
     for path in ("/v1/lots", "/v1/sites", "/v1/actors", "/v1/log/entries"):
         whole = api.client.get(path, params={"limit": 1000}).json()["items"]
