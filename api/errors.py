@@ -45,6 +45,40 @@ TITLES = {
 }
 
 
+#: what each query parameter of the API must be, in plain words (PROTOCOL.md section 6:
+#: a ``detail`` is a plain sentence; FastAPI's own words name types and regular expressions)
+PARAMETER_WORDS = {
+    "limit": "a whole number of at least 1 (more than 1000 counts as 1000)",
+    "start": "a position in the log (a whole number, 0 or more)",
+    "index": "a position in the log (a whole number, 0 or more)",
+    "size": "a size of the log (a whole number, 1 or more)",
+    "first": "a size of the log (a whole number, 1 or more)",
+    "second": "a size of the log (a whole number, 1 or more)",
+    "cursor": "the `next` of the previous page",
+    "custodian": "an actor id (3 to 64 lower-case letters, digits or hyphens)",
+    "site": "a site id (3 to 64 lower-case letters, digits or hyphens)",
+    "status": "one of active, offered, consumed",
+    "risk": "one of low, medium, high, hold",
+    "at": "an event id (64 lower-case hexadecimal characters)",
+    "lang": "a language code such as en or fr",
+}
+
+
+def validation_detail(error: Mapping[str, Any]) -> str:
+    """A plain sentence for the first error FastAPI found in a request's parameters."""
+    where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("query", "path"))
+    words = PARAMETER_WORDS.get(where)
+    if words is None:
+        return f"{where}: {error.get('msg', 'invalid value')}." if where else "Invalid request."
+    kind = error.get("type")
+    if kind == "missing":
+        return f"{where} is missing: it must be {words}."
+    value = str(error.get("input", ""))[:70]
+    if kind == "less_than_equal":
+        return f"{where}: {value} is too large; it must be {words}, at most {error['ctx']['le']}."
+    return f"{where}: {value!r} is not {words}."
+
+
 def problem(
     status: int,
     code: str,
@@ -106,9 +140,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path"))
-        detail = f"{where}: {first.get('msg', 'invalid value')}." if where else "Invalid request."
-        return problem(422, "schema", detail)
+        return problem(422, "schema", validation_detail(first))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
