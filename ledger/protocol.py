@@ -188,13 +188,18 @@ def parse_strict(data: bytes) -> JSON:
     return value
 
 
+def not_json_detail(e: json.JSONDecodeError) -> str:
+    """The 400 ``malformed`` detail for text the JSON reader stopped at: what it expected
+    and where (some of its messages end in "at", which the position says again)."""
+    what = e.msg.removesuffix(" at")
+    return f"The request is not JSON: {what} at line {e.lineno}, column {e.colno}."
+
+
 def _decode(decoder: json.JSONDecoder, text: str) -> JSON:
     try:
         return decoder.decode(text)
     except json.JSONDecodeError as e:
-        raise MalformedError(
-            f"The request is not JSON: {e.msg} at line {e.lineno}, column {e.colno}."
-        ) from e
+        raise MalformedError(not_json_detail(e)) from e
     except RecursionError as e:
         raise MalformedError("The request is not JSON we can read: it is nested too deeply.") from e
 

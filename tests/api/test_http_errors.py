@@ -473,6 +473,28 @@ def test_malformed_names_the_check(arena: Arena, path: str, check: str) -> None:
     assert words in problem["detail"], problem["detail"]
 
 
+@pytest.mark.parametrize(
+    ("data", "detail"),
+    [
+        (b'{"body": "a\x01"}', "Invalid control character at line 1, column 12."),
+        (b'{"body": "abc', "Unterminated string starting at line 1, column 10."),
+        (b'{"body": ', "Expecting value at line 1, column 10."),
+    ],
+)
+def test_not_json_says_where_once(arena: Arena, data: bytes, detail: str) -> None:
+    # the reader's own words for some stops end in "at": the position follows them once
+    api = arena.api
+    problem = refusal(
+        api,
+        lambda: api.client.post(
+            "/v1/events", content=data, headers={"content-type": "application/json"}
+        ),
+        400,
+        "malformed",
+    )
+    assert problem["detail"] == f"The request is not JSON: {detail}"
+
+
 def test_sizes(arena: Arena) -> None:
     api, post = arena.api, arena.api.client.post
     # a single body over 256 KiB is refused before parsing: invalid JSON, yet 413

@@ -27,6 +27,7 @@ from ledger.protocol import (
     canonical,
     canonical_parsed,
     canonical_reference,
+    not_json_detail,
     parse_strict,
 )
 
@@ -273,9 +274,7 @@ def _full_strict_read(data: bytes) -> object:
     try:
         return _full_strict_parse(data)
     except json.JSONDecodeError as e:
-        raise MalformedError(
-            f"The request is not JSON: {e.msg} at line {e.lineno}, column {e.colno}."
-        ) from e
+        raise MalformedError(not_json_detail(e)) from e
 
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
