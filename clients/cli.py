@@ -340,6 +340,14 @@ def _usage(message: str) -> NoReturn:
     raise UsageProblem(message)
 
 
+def _hex_key(text: str, what: str) -> str:
+    """A public key typed as hex: either case (the log writes it in lowercase)."""
+    key = text.strip()
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", key):
+        _usage(f"{what}: a public key is 64 hexadecimal characters (0-9, a-f), not {text!r}")
+    return key.lower()
+
+
 def _int(text: str, what: str) -> int:
     if not re.fullmatch(r"-?[0-9]+", text.strip()):
         _usage(f"{what}: {text!r} is not a whole number")
@@ -2217,6 +2225,8 @@ def verify_command(
     session = _session(ctx)
     from ledger.verify import verify_bundle
 
+    if registrar_key is not None:
+        registrar_key = _hex_key(registrar_key, "--registrar-key")
     data, lot, at = _fetch_bundle(source, session)
     report = verify_bundle(data, log_key, registrar_key, lot=lot, label_at=at)
     if as_json:

@@ -59,6 +59,19 @@ def test_scenario_through_the_cli_then_verify(
     human = _ok(runner(["verify", str(bundle), *verify]))
     assert human.stdout.startswith(f"VERIFIED: lot {bar}")
 
+    # the registrar's key as hex in capitals is the same key; anything not 64 hex digits is
+    # a usage error in one line, not "this bundle does not verify"
+    upper = ["--log-key", info["verifier_key"], "--registrar-key", info["registrar_key"].upper()]
+    assert json.loads(_ok(runner(["verify", str(bundle), *upper, "--json"])).stdout)["ok"]
+    typo = runner(
+        ["verify", str(bundle), "--log-key", info["verifier_key"], "--registrar-key", "3d40"]
+    )
+    assert typo.code == 2
+    assert typo.stderr.strip().splitlines() == [
+        "error: --registrar-key: a public key is 64 hexadecimal characters (0-9, a-f), "
+        "not '3d40' (usage)"
+    ], typo.stderr
+
     wrong = runner(
         ["verify", str(bundle), "--log-key", info["verifier_key"], "--registrar-key", "00" * 32]
     )
