@@ -43,6 +43,8 @@ TITLES = {
     500: "Server error",
     503: "Service unavailable",
 }
+#: the title of a 422 answering a read (GET): a query parameter, not an event, is refused
+READ_422_TITLE = "Invalid request parameter"
 
 
 #: what each query parameter of the API must be, in plain words (PROTOCOL.md section 6:
@@ -86,12 +88,14 @@ def problem(
     *,
     index: int | None = None,
     headers: Mapping[str, str] | None = None,
+    title: str | None = None,
     **extra: Any,
 ) -> JSONResponse:
-    """Build a problem+json response with goldtrail's machine ``code`` (and ``headers``)."""
+    """Build a problem+json response with goldtrail's machine ``code`` (and ``headers``);
+    ``title`` replaces the status's own."""
     body: dict[str, Any] = {
         "type": f"urn:goldtrail:problem:{code}",
-        "title": TITLES.get(status, "Error"),
+        "title": title or TITLES.get(status, "Error"),
         "status": status,
         "detail": detail,
         "code": code,
@@ -108,12 +112,13 @@ def problem(
     )
 
 
-def ledger_problem(error: LedgerError) -> JSONResponse:
-    """The problem response for a ledger refusal."""
+def ledger_problem(error: LedgerError, *, read: bool = False) -> JSONResponse:
+    """The problem response for a ledger refusal (``read``: of a GET request's parameters)."""
     status = STATUS_BY_FAULT.get(error.fault, 500)
     if status >= 500:
         log.error("integrity error: %s", error.detail)
-    return problem(status, error.code, error.detail, index=error.index)
+    title = READ_422_TITLE if read and status == 422 else None
+    return problem(status, error.code, error.detail, index=error.index, title=title)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -121,7 +126,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LedgerError)
     async def _ledger(request: Request, exc: LedgerError) -> JSONResponse:
-        return ledger_problem(exc)
+        return ledger_problem(exc, read=request.method == "GET")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -140,7 +145,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
-        return problem(422, "schema", validation_detail(first))
+        where = first.get("loc", ("body",))[0]
+        title = READ_422_TITLE if where in ("query", "path") else None
+        return problem(422, "schema", validation_detail(first), title=title)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

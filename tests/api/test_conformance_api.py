@@ -344,3 +344,27 @@ def test_bad_query_parameters_are_explained_in_plain_words(
     assert detail.startswith(words), detail
     for jargon in ("Input should", "String should", "pattern", "^", "Field required", "{"):
         assert jargon not in detail, detail
+    # a read's 422 is about its parameters, not an event
+    assert problem["title"] == "Invalid request parameter"
+
+
+def test_a_reads_ledger_422_is_titled_for_its_parameters_an_events_for_the_event(
+    sqlite_api: Api,
+) -> None:
+    # the ledger's own parameter check (index beyond the log) on a read
+    size = sqlite_api.client.get("/v1/log").json()["size"]
+    read = refusal(
+        sqlite_api,
+        lambda: sqlite_api.client.get(f"/v1/log/proof/inclusion?index={size}&size={size + 1}"),
+        422,
+        "schema",
+    )
+    assert read["title"] == "Invalid request parameter"
+    # an event the rules find malformed keeps the event's title
+    posted = refusal(
+        sqlite_api,
+        lambda: sqlite_api.client.post("/v1/events", json={"body": {}, "signature": {}}),
+        422,
+        "schema",
+    )
+    assert posted["title"] == "Unprocessable event"
