@@ -14,7 +14,6 @@ from typing import Any
 
 from clients.keys import MIN_LIMITS, write_key_file
 from clients.outbox import Outbox
-
 from tests.clients.conftest import PASSPHRASE, Run, World, run_main
 
 ORIGIN = "test.goldtrail.example/log"
@@ -148,6 +147,16 @@ def test_outputs_of_a_pending_process_inherit_flags_and_resolve_by_code(
     assert out3["taxes_unpaid"]["status"] == "open"  # other lots are left untouched
     out4 = {f["code"]: f for f in _server_flags(world, "MAK-2026-0004")}
     assert out4["mercury_worst_practice"]["status"] == "resolved"
+
+    # offline again: the cache, moved on by the events sent, still knows the outputs' flags
+    with Outbox(world.outbox) as box:
+        assert box.chain(ORIGIN, "MAK-2026-0004").flags_unsure is None
+    run = auditor(_resolve("MAK-2026-0004", "taxes_unpaid"), offline=True)
+    assert run.code == 0, run.stderr
+    assert _pending(world)[-1].body["flag"] == input_flags["taxes_unpaid"]["id"]
+    assert cli(["sync"]).code == 0 and not _pending(world)
+    out4 = {f["code"]: f for f in _server_flags(world, "MAK-2026-0004")}
+    assert out4["taxes_unpaid"]["status"] == "resolved"
 
 
 def test_a_flag_this_machine_cannot_know_is_not_invented(
