@@ -11,7 +11,10 @@ outbox works it out: the latest *pending* event naming the lot, else the lot's h
 seen (a ``GET /v1/lots/{lot}`` while online, or the last event of ours the log accepted),
 kept in a small cache. When neither exists, the user is told to run ``goldtrail lot show``
 once while online. The pending offer (for accept, reject, cancel) and the open flags (for
-resolve) are projected the same way.
+resolve) are projected the same way; the outputs of a pending ``lot.processed`` inherit the
+flags of its inputs as they stood just before it (PROTOCOL.md section 5, Flags). Flags the
+server derives from data this machine lacks (a site's assessments, actors' countries, a
+weighed mass) are never guessed: the view says its flags may be incomplete.
 
 Safety of re-sending. The server answers an envelope already logged with its original
 receipt, so a sync killed between sending and marking just sends the same envelopes again
