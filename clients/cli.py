@@ -1725,14 +1725,30 @@ def lot_resolve(
         if code is None:
             _usage("missing --flag or --code")
         state = session.chain(lot)
-        open_flags = [
-            f for f in state.flags if f.get("code") == _enum(code) and f.get("status") == "open"
-        ]
-        if not open_flags:
-            raise CliError(f"lot {lot} has no open {_enum(code)} flag", "unknown_flag")
-        flag = str(open_flags[0]["id"])
+        flag = _open_flag_id(state, lot, _enum(code))
     body["flag"] = flag
     _lot_event(session, "lot.flag_resolved", lot, body, time)
+
+
+def _open_flag_id(state: ChainState, lot: str, code: str) -> str:
+    """The id of the lot's open flag of ``code``, as far as this machine can tell; never a
+    guess: when the flag may exist without this machine knowing it (a view not fresh from
+    the server, or pending events whose derived flags only the server computes), says so."""
+    same = [f for f in state.flags if f.get("code") == code]
+    open_flags = [f for f in same if f.get("status") == "open"]
+    if open_flags:
+        return str(open_flags[0]["id"])
+    if same:
+        raise CliError(f"the {code} flag of lot {lot} is already resolved", "flag_not_open")
+    if state.source != "server" or state.flags_unsure:
+        why = f" ({state.flags_unsure})" if state.flags_unsure else ""
+        raise CliError(
+            f"an open {code} flag of lot {lot} is not known on this machine yet{why}: give "
+            "its id with --flag ID, or run goldtrail sync (or goldtrail lot show "
+            f"{lot}) while online first",
+            "flag_not_known_yet",
+        )
+    raise CliError(f"lot {lot} has no open {code} flag", "unknown_flag")
 
 
 # ---------------------------------------------------------------------------
@@ -1839,6 +1855,8 @@ def lot_show(
         )
         note = " (offline: as last seen"
         note += f", plus {state.pending} pending event(s) in the outbox)" if state.pending else ")"
+        if state.flags_unsure:
+            note += f"\n  (it may carry more flags than shown: {state.flags_unsure})"
     if as_json:
         _out(json.dumps(view, indent=2, ensure_ascii=False))
     else:

@@ -11,7 +11,10 @@ outbox works it out: the latest *pending* event naming the lot, else the lot's h
 seen (a ``GET /v1/lots/{lot}`` while online, or the last event of ours the log accepted),
 kept in a small cache. When neither exists, the user is told to run ``goldtrail lot show``
 once while online. The pending offer (for accept, reject, cancel) and the open flags (for
-resolve) are projected the same way.
+resolve) are projected the same way; the outputs of a pending ``lot.processed`` inherit the
+flags of its inputs as they stood just before it (PROTOCOL.md section 5, Flags). Flags the
+server derives from data this machine lacks (a site's assessments, actors' countries, a
+weighed mass) are never guessed: the view says its flags may be incomplete.
 
 Safety of re-sending. The server answers an envelope already logged with its original
 receipt, so a sync killed between sending and marking just sends the same envelopes again
@@ -40,7 +43,9 @@ from types import TracebackType
 from typing import Any, Self
 
 from clients.sdk import ApiError, Client, ClientError, LogInfo, Receipt, ServerUnreachable
+from ledger.events import FLAG_CLASS, FlagCode
 from ledger.protocol import event_id as compute_event_id
+from ledger.rules import MERCURY_WORST
 
 __all__ = [
     "DEFAULT_BATCH",
@@ -126,6 +131,14 @@ def lots_named(body: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(lots))
 
 
+def _input_lots(body: dict[str, Any]) -> list[str]:
+    """The input lots of a ``lot.processed`` body (none for any other event)."""
+    if body.get("type") != "lot.processed":
+        return []
+    items = body.get("inputs") or []
+    return [i["lot"] for i in items if isinstance(i, dict) and isinstance(i.get("lot"), str)]
+
+
 @dataclass(frozen=True)
 class OutboxEvent:
     """One queued envelope and what became of it."""
@@ -178,8 +191,11 @@ class ChainState:
     """What the next event about a lot must name, as far as this machine knows.
 
     ``head`` is None when nothing is known about the lot. ``offer`` is the pending offer's
-    event id; ``flags`` the lot's flags (``{id, code, status}``); ``pending`` the number of
-    queued events on the lot that the log does not have yet.
+    event id; ``flags`` the lot's flags (``{id, code, class, status, outcome?}``), and
+    ``flags_unsure`` None when they are all the flags the server will show, else why they
+    may not be, in a few words (an event whose flags the server derives from data this
+    machine lacks); ``pending`` the number of queued events on the lot that the log does
+    not have yet.
     """
 
     lot: str
@@ -189,15 +205,74 @@ class ChainState:
     status: str | None = None
     custodian: str | None = None
     flags: list[dict[str, Any]] = field(default_factory=list)
+    flags_unsure: str | None = None
     pending: int = 0
     source: str = "unknown"
 
 
+#: events for which the server may derive flags from data a lot view does not hold (the
+#: site's assessments, the actors' countries, the lot's mass and fineness as it moved on)
+_DERIVES_UNKNOWN_FLAGS = frozenset(
+    {"lot.registered", "lot.transfer_offered", "lot.transfer_accepted", "lot.assayed"}
+)
+
+
+def _flag_class(code: Any) -> str | None:
+    """The class PROTOCOL.md section 5 gives a flag code (None for a code it does not have)."""
+    try:
+        return FLAG_CLASS[FlagCode(code)]
+    except ValueError:
+        return None
+
+
+def _new_flag(flag_id: str, code: Any) -> dict[str, Any]:
+    """An open flag as ``GET /v1/lots/{lot}`` shows it."""
+    flag: dict[str, Any] = {"id": flag_id, "code": code}
+    if _flag_class(code) is not None:
+        flag["class"] = _flag_class(code)
+    flag["status"] = "open"
+    return flag
+
+
+def _inherited_flags(inputs: list[dict[str, Any]], eid: str, process: Any) -> list[dict[str, Any]]:
+    """The flags of every output of a ``lot.processed`` (PROTOCOL.md section 5, Flags): every
+    flag open on an input, and every hold flag resolved as remediated, under the same id
+    (open wins over resolved), then the flag the process raises. The same walk as
+    ``ledger.rules._lot_processed``, over views instead of ``FlagState``."""
+    inherited: dict[str, dict[str, Any]] = {}
+    for view in inputs:
+        for flag in view.get("flags") or []:
+            # (a flag cached by an older client may lack its class: the code gives it)
+            hold = (flag.get("class") or _flag_class(flag.get("code"))) == "hold"
+            keep = flag.get("status") == "open" or (hold and flag.get("outcome") == "remediated")
+            if not keep:
+                continue
+            seen = inherited.get(flag["id"])
+            if seen is None or (seen.get("status") != "open" and flag.get("status") == "open"):
+                inherited[flag["id"]] = copy.deepcopy(flag)
+    if process in MERCURY_WORST:
+        code = "mercury_worst_practice"
+        inherited[f"{eid}/{code}"] = _new_flag(f"{eid}/{code}", code)
+    return list(inherited.values())
+
+
 def _project(
-    view: dict[str, Any] | None, lot: str, body: dict[str, Any], eid: str
+    view: dict[str, Any] | None,
+    lot: str,
+    body: dict[str, Any],
+    eid: str,
+    inputs: list[dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
-    """A lot view moved on by one event about it (only the fields clients chain on)."""
+    """A lot view moved on by one event about it (the fields clients chain on, and flags).
+
+    ``inputs``: for an output of ``lot.processed``, the views of its inputs just before the
+    event (None for an input this machine knows nothing about), whose flags it inherits.
+    ``flags_unsure`` is set (with why) when the server may have flags this view lacks.
+    """
     kind = body.get("type")
+    creates = kind == "lot.registered" or (
+        kind == "lot.processed" and any(item.get("lot") == lot for item in body.get("outputs", []))
+    )
     out = (
         copy.deepcopy(view)
         if view is not None
@@ -210,6 +285,12 @@ def _project(
         }
     )
     out["head"] = eid
+    if view is None and not creates:
+        out["flags_unsure"] = f"lot {lot} was not seen on this machine before event {eid[:12]}"
+    elif kind in _DERIVES_UNKNOWN_FLAGS:
+        out["flags_unsure"] = (
+            f"the server may derive flags from {kind} {eid[:12]}, with data this machine lacks"
+        )
     if kind == "lot.transfer_offered":
         out["offer"] = {"id": eid, "to": body.get("to"), "mass_mg": body.get("mass_mg")}
         out["status"] = "offered"
@@ -219,9 +300,7 @@ def _project(
         out["offer"], out["status"] = None, "active"
     elif kind == "lot.flagged":
         flags = list(out.get("flags") or [])
-        flags.append(
-            {"id": f"{eid}/{body.get('code')}", "code": body.get("code"), "status": "open"}
-        )
+        flags.append(_new_flag(f"{eid}/{body.get('code')}", body.get("code")))
         out["flags"] = flags
     elif kind == "lot.flag_resolved":
         for flag in out.get("flags") or []:
@@ -233,6 +312,14 @@ def _project(
             out["status"] = "consumed"
         else:
             out.update({"status": "active", "custodian": body.get("actor"), "offer": None})
+            known = [v for v in inputs or [] if v is not None]
+            out["flags"] = _inherited_flags(known, eid, body.get("process"))
+            out.pop("flags_unsure", None)
+            unsure = [v.get("flags_unsure") for v in known if v.get("flags_unsure")]
+            if inputs is None or len(known) < len(inputs):
+                unsure.append(f"an input of lot.processed {eid[:12]} is not known on this machine")
+            if unsure:
+                out["flags_unsure"] = str(unsure[0])
     return out
 
 
@@ -408,9 +495,11 @@ class Outbox:
                     "error_status = NULL, error_code = NULL, error_detail = NULL WHERE id = ?",
                     (now, receipt.get("seq"), json.dumps(receipt), event.id),
                 )
+                # the inputs as they stood before the event, for its outputs' flags
+                inputs = [self.cached_lot(event.origin, name) for name in _input_lots(event.body)]
                 for lot in event.lots:
                     view = _project(
-                        self.cached_lot(event.origin, lot), lot, event.body, event.event_id
+                        self.cached_lot(event.origin, lot), lot, event.body, event.event_id, inputs
                     )
                     self.remember_lot(event.origin, view)
 
@@ -468,6 +557,34 @@ class Outbox:
                     held.setdefault(name, root)
         return held.get(lot)
 
+    def _projected(
+        self,
+        origin: str,
+        lot: str,
+        view: dict[str, Any] | None,
+        queue: list[OutboxEvent],
+        before: int | None = None,
+    ) -> tuple[dict[str, Any] | None, list[OutboxEvent]]:
+        """``view`` moved on by the events of ``queue`` on the lot (those queued before the
+        outbox id ``before``, if given); returns the view and the events applied. An output
+        of a pending ``lot.processed`` is built from its inputs as they stood just before
+        it, themselves projected the same way."""
+        pending = [e for e in queue if lot in e.lots and (before is None or e.id < before)]
+        if view is not None and pending:
+            # Pending events the server already has (a crash between send and mark) count once.
+            ids = [e.event_id for e in pending]
+            if view.get("head") in ids:
+                pending = pending[ids.index(view["head"]) + 1 :]
+        for event in pending:
+            inputs: list[dict[str, Any] | None] | None = None
+            if event.type == "lot.processed" and lot not in _input_lots(event.body):
+                inputs = [
+                    self._projected(origin, name, self.cached_lot(origin, name), queue, event.id)[0]
+                    for name in _input_lots(event.body)
+                ]
+            view = _project(view, lot, event.body, event.event_id, inputs)
+        return view, pending
+
     def chain(self, origin: str, lot: str, server_view: dict[str, Any] | None = None) -> ChainState:
         """Where the lot's chain stands: the server's view (or the cache) plus pending events.
 
@@ -481,15 +598,8 @@ class Outbox:
         else:
             view = self.cached_lot(origin, lot)
             source = "cache" if view is not None else "unknown"
-        pending = [e for e in self.pending(origin) if lot in e.lots]
-        if view is not None and pending:
-            # Pending events the server already has (a crash between send and mark) count once.
-            ids = {e.event_id for e in pending}
-            if view.get("head") in ids:
-                last = [e.event_id for e in pending].index(view["head"])
-                pending = pending[last + 1 :]
-        for event in pending:
-            view = _project(view, lot, event.body, event.event_id)
+        view, pending = self._projected(origin, lot, view, self.pending(origin))
+        if pending:
             source = "outbox"
         if view is None:
             return ChainState(lot, None)
@@ -502,6 +612,7 @@ class Outbox:
             status=view.get("status"),
             custodian=view.get("custodian"),
             flags=list(view.get("flags") or []),
+            flags_unsure=view.get("flags_unsure"),
             pending=len(pending),
             source=source,
         )
