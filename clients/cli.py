@@ -2167,17 +2167,48 @@ def _fetch_bundle(source: str, session: Session) -> tuple[bytes, str | None, str
     raise UsageProblem(f"{source} is neither a label URL (…/l/LOT?at=EVENT) nor a bundle URL")
 
 
-def _print_report(report: Any) -> None:
-    if report.ok:
-        _out(
-            f"VERIFIED: lot {report.lot} (log {report.origin}, checkpoint size "
-            f"{report.checkpoint_size})"
+def _step_text(item: Any) -> str:
+    """What one verified step did, in a few words (from ``TimelineItem.details``)."""
+    d = item.details
+    kind = item.type
+    if kind == "lot.registered":
+        return f"at {d.get('site_name')}: {d.get('form')}, {_grams(d.get('mass_mg'))}"
+    if kind == "lot.transfer_offered":
+        return f"to {d.get('to_name')}, {_grams(d.get('mass_mg'))}"
+    if kind == "lot.transfer_accepted":
+        return f"weighed {_grams(d.get('mass_mg'))}"
+    if kind == "lot.processed":
+        made = ", ".join(
+            f"{o.get('lot')} ({o.get('form')}, {_grams(o.get('mass_mg'))})"
+            for o in d.get("outputs", [])
         )
-    else:
-        _out(f"NOT VERIFIED: lot {report.lot}")
+        return f"{d.get('process')} into {made}"
+    if kind == "lot.assayed":
+        return f"{d.get('method')}: {d.get('fineness_ppm')} ppm"
+    if kind == "lot.exported":
+        return f"to {d.get('destination')}"
+    if kind == "lot.flagged":
+        return f"flag {d.get('code')}"
+    if kind == "lot.flag_resolved":
+        return f"flag {str(d.get('flag', '')).rpartition('/')[2]} resolved: {d.get('outcome')}"
+    return ""
+
+
+def _print_report(report: Any) -> None:
+    if not report.ok:
+        _out(f"NOT VERIFIED: {f'lot {report.lot}' if report.lot else 'the bundle'}")
         for failure in report.failures:
             _out(f"  - {failure}")
         return
+    _out(
+        f"VERIFIED: lot {report.lot} (log {report.origin}, checkpoint size "
+        f"{report.checkpoint_size})"
+    )
+    if report.label_at is not None and report.after_label:
+        _out(
+            f"  the label (event {_short(report.label_at)}) is older than the lot's head: "
+            f"{len(report.after_label)} event(s) since, listed at the end"
+        )
     if report.state is not None:
         _print_lot(report.state)
     for site in report.sites:
@@ -2188,23 +2219,39 @@ def _print_report(report: Any) -> None:
     _out("history (* = an event on the lot's own chain):")
     for item in report.timeline:
         mark = "*" if item.on_own_chain else " "
+        what = _step_text(item)
         _out(
             f" {mark} seq {item.seq:<6} {item.time}  {item.type:<24} {item.actor_name} "
-            f"[{', '.join(item.lots)}]"
+            f"[{', '.join(item.lots)}]" + (f": {what}" if what else "")
         )
     if report.label_at is not None:
+        label = next((t for t in report.timeline if t.event_id == report.label_at), None)
+        printed = f"event {_short(report.label_at)}" + (f", {label.time}" if label else "")
         if report.after_label:
             _out(
-                f"since the label was printed (event {_short(report.label_at)}), "
+                f"since the label was printed ({printed}), "
                 f"{len(report.after_label)} event(s) happened to this lot:"
             )
             for item in report.after_label:
-                _out(f"    {item.time}  {item.type} by {item.actor_name}")
+                what = _step_text(item)
+                _out(
+                    f"    {item.time}  {item.type} by {item.actor_name}"
+                    + (f": {what}" if what else "")
+                )
+            state = report.state or {}
+            now = f"now: {state.get('status')}"
+            if state.get("hold"):
+                now += " and on hold"
+            now += f", risk {state.get('risk')}"
+            if state.get("custodian"):
+                holder = next(
+                    (t.actor_name for t in report.timeline if t.actor == state["custodian"]),
+                    state["custodian"],
+                )
+                now += f", held by {holder}"
+            _out(f"    {now}")
         else:
-            _out(
-                f"nothing has happened to this lot since its label was printed "
-                f"(event {_short(report.label_at)})"
-            )
+            _out(f"nothing has happened to this lot since its label was printed ({printed})")
 
 
 @app.command(

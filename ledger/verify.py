@@ -42,7 +42,15 @@ class Failure:
 
 @dataclass
 class TimelineItem:
-    """One event of the lot's provenance, in log order."""
+    """One event of the lot's provenance, in log order.
+
+    ``details`` says what the event did, from its verified body (section 5 fields): the
+    recipient of an offer (``to``, ``to_name``), a mass weighed (``mass_mg``), a process and
+    its ``outputs``, an assay's ``method`` and ``fineness_ppm``, an export's
+    ``destination``, a flag's ``code``, a resolution's ``flag`` and ``outcome``, a
+    registration's ``site`` (``site_name``), ``form``, ``mass_mg`` and ``fineness_ppm``.
+    Never free text, prices or a seller's sex.
+    """
 
     seq: int
     event_id: str
@@ -52,6 +60,7 @@ class TimelineItem:
     actor_name: str
     lots: list[str]
     on_own_chain: bool
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -122,9 +131,9 @@ def _verify_bundle(
     try:
         data = parse_strict(bundle) if isinstance(bundle, bytes) else bundle
     except MalformedError as e:
-        return Report(
-            False, None, None, None, [Failure(f"the bundle is not valid JSON: {e.detail}")]
-        )
+        # the strict reader speaks of "the request" (it reads the API's too): here, a file
+        detail = e.detail.replace("The request", "It", 1)
+        return Report(False, None, None, None, [Failure(f"the bundle is not valid JSON: {detail}")])
     if not isinstance(data, dict):
         return Report(False, None, None, None, [Failure("the bundle is not a JSON object")])
     report = Report(
@@ -482,7 +491,38 @@ def _timeline_item(
         actor.name if actor is not None else body["actor"],
         lots,
         own,
+        _step_details(state, body),
     )
+
+
+#: the fields of a lot event a buyer is shown, by type (no free text, price or seller's sex)
+_DETAIL_FIELDS: dict[str, tuple[str, ...]] = {
+    "lot.registered": ("site", "form", "mass_mg", "fineness_ppm"),
+    "lot.transfer_offered": ("to", "mass_mg"),
+    "lot.transfer_accepted": ("mass_mg",),
+    "lot.processed": ("process",),
+    "lot.assayed": ("method", "fineness_ppm", "mass_mg"),
+    "lot.exported": ("destination",),
+    "lot.flagged": ("code",),
+    "lot.flag_resolved": ("flag", "outcome"),
+}
+
+
+def _step_details(state: MemoryState, body: dict[str, Any]) -> dict[str, Any]:
+    """What a verified lot event did, for the timeline (see ``TimelineItem``)."""
+    details = {k: body[k] for k in _DETAIL_FIELDS.get(body["type"], ()) if k in body}
+    if "to" in details:
+        recipient = state.actors.get(details["to"])
+        details["to_name"] = recipient.name if recipient is not None else details["to"]
+    if body["type"] == "lot.registered":
+        site = state.sites.get(body["site"])
+        details["site_name"] = site.name if site is not None else body["site"]
+    if body["type"] == "lot.processed":
+        details["outputs"] = [
+            {k: o[k] for k in ("lot", "form", "mass_mg", "fineness_ppm") if k in o}
+            for o in body["outputs"]
+        ]
+    return details
 
 
 def _origin_sites(

@@ -284,6 +284,39 @@ def test_after_label_lists_exactly_the_own_chain_events_after_the_label(played: 
     assert report.state is not None and report.state["status"] == "consumed"
 
 
+def test_each_step_says_what_it_did_without_free_text_or_prices(played: Played) -> None:
+    """Issue 5: the report's custody timeline says what happened after the label (to whom a
+    lot went, what it was made into, where it was exported, which flag), from the verified
+    bodies only: never a note, a price or a seller's sex."""
+    processed = seq_of(played, "lot.processed", DORE)
+    report = played.verify(played.bundle(DORE, label_at=played.eid(processed)))
+    assert report.ok, failures(report)
+    after = {t.type: t.details for t in report.after_label}
+    assert after["lot.assayed"] == {"method": "fire_assay", "fineness_ppm": 872_000}
+    assert after["lot.transfer_accepted"]["mass_mg"] == 51_480  # the refiner's weighing
+    assert after["lot.exported"] == {"destination": "CH"}
+    assert after["lot.flag_resolved"]["outcome"] == "remediated"
+    assert after["lot.flag_resolved"]["flag"].endswith("/mercury_worst_practice")
+    assert after["lot.processed"] == {
+        "process": "refining",
+        "outputs": [{"lot": BAR, "form": "bar", "mass_mg": 44_800, "fineness_ppm": 999_900}],
+    }
+    offers = [t.details for t in report.after_label if t.type == "lot.transfer_offered"]
+    assert [o["to_name"] for o in offers] == [
+        "Lake Victoria Bullion Exporters (demo)",
+        "Alpine Precious Metals Refinery (demo)",
+    ]
+    registered = [t.details for t in report.timeline if t.type == "lot.registered"]
+    assert {"site": "site-mambasa-makala", "site_name": "Makala alluvial site"}.items() <= next(
+        d for d in registered if d["site"] == "site-mambasa-makala"
+    ).items()
+    shown = json.dumps([t.details for t in report.timeline])
+    for private in ("price", "seller_sex", "note", "resolution", "reason", "payment", "UGX"):
+        assert private not in shown, private
+    # the JSON report carries them too
+    assert report.to_json()["after_label"][-1]["details"]["process"] == "refining"
+
+
 # ---------------------------------------------------------------------------
 # Tampering: every change is refused with the entry and the reason
 
