@@ -204,13 +204,14 @@ EN: dict[str, str] = {
         "bundle offline, on your own computer, with the programme's published keys."
     ),
     "verify.download": "Download the evidence bundle (JSON)",
-    "verify.step_download": "Download the bundle, then copy it to a computer.",
+    "verify.step_download": "Download the bundle (saved as {file}), then copy it to a computer.",
     "verify.step_run": "With goldtrail installed, run:",
     "verify.step_compare": (
-        "Check that this log key is the one the programme publishes, and not only the one "
+        "Check that these keys are the ones the programme publishes, and not only the ones "
         "shown on this page:"
     ),
     "verify.log_key": "Log key",
+    "verify.registrar_key": "Registrar key",
     "verify.proves": (
         "The bundle proves that every step above is in the public log; it cannot prove "
         "that nothing was left out. Independent monitors replay the whole log for that."
@@ -532,13 +533,16 @@ FR: dict[str, str] = {
         "les clés publiées par le programme."
     ),
     "verify.download": "Télécharger le paquet de preuves (JSON)",
-    "verify.step_download": "Téléchargez le paquet, puis copiez-le sur un ordinateur.",
+    "verify.step_download": (
+        "Téléchargez le paquet (enregistré sous le nom {file}), puis copiez-le sur un ordinateur."
+    ),
     "verify.step_run": "Avec goldtrail installé, lancez :",
     "verify.step_compare": (
-        "Vérifiez que cette clé du journal est bien celle que publie le programme, et pas "
-        "seulement celle affichée sur cette page :"
+        "Vérifiez que ces clés sont bien celles que publie le programme, et pas seulement "
+        "celles affichées sur cette page :"
     ),
     "verify.log_key": "Clé du journal",
+    "verify.registrar_key": "Clé du registraire",
     "verify.proves": (
         "Le paquet prouve que chaque étape ci-dessus figure dans le journal public ; il ne "
         "peut pas prouver que rien n'a été omis. Des observateurs indépendants rejouent tout "

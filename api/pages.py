@@ -45,6 +45,11 @@ _LANG_RANGE = re.compile(
 )
 
 
+def bundle_filename(lot_id: str) -> str:
+    """The name a lot's bundle is downloaded under, which the page's command names."""
+    return f"{lot_id}.bundle.json"
+
+
 # ---------------------------------------------------------------------------
 # Language
 
@@ -151,6 +156,8 @@ class Page:
     bundle_url: str = ""
     command: str = ""
     log_key: str = ""
+    registrar_key: str | None = None
+    bundle_file: str = ""
     server_name: str = ""
     languages: list[dict[str, Any]] = field(default_factory=list)
 
@@ -165,6 +172,8 @@ def render_lot_page(
     log_key: str,
     server_name: str,
     bundle: Mapping[str, Any] | None = None,
+    registrar_key: str | None = None,
+    bundle_file: str | None = None,
 ) -> str:
     """The lot page for a verifier report, as one self-contained HTML document.
 
@@ -177,9 +186,14 @@ def render_lot_page(
     shown: a figure needs the number of producers of each registration in that currency,
     which only the registrations themselves tell. Without it, payments are withheld. Only bodies
     whose event id is in the report's verified timeline are read.
+
+    ``registrar_key`` (hex), when given, is pinned in the offline command and shown for
+    comparison with the programme's; ``bundle_file`` is the name the download is saved under
+    (the server's ``Content-Disposition``), which the command names.
     """
     lang = i18n.language(lang)
     lot = report.lot or t(lang, "verdict.unknown_lot")
+    bundle_file = bundle_file or bundle_filename(report.lot or "lot")
     page = Page(
         lang=lang,
         ok=report.ok and report.state is not None,
@@ -188,8 +202,10 @@ def render_lot_page(
         verdict="",
         verdict_detail="",
         bundle_url=bundle_url,
-        command=f"goldtrail verify bundle.json --log-key {_shell_quote(log_key)}",
+        command=_verify_command(bundle_file, log_key, registrar_key),
+        bundle_file=bundle_file,
         log_key=log_key,
+        registrar_key=registrar_key,
         server_name=server_name,
         languages=_language_links(lang, label_at),
     )
@@ -245,6 +261,14 @@ def _translator(lang: str) -> Any:
         return t(lang, key, **values)
 
     return translate
+
+
+def _verify_command(bundle_file: str, log_key: str, registrar_key: str | None) -> str:
+    """The command that checks the downloaded bundle offline, with the keys pinned."""
+    command = f"goldtrail verify {shlex.quote(bundle_file)} --log-key {_shell_quote(log_key)}"
+    if registrar_key:
+        command += f" --registrar-key {registrar_key}"
+    return command
 
 
 def _shell_quote(text: str) -> str:

@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from api import i18n
 from api.observability import Metrics
-from api.pages import choose_language, render_error_page, render_lot_page
+from api.pages import bundle_filename, choose_language, render_error_page, render_lot_page
 from api.settings import Settings
 from ledger.admin import QuickCheck, last_audit, quick_check
 from ledger.errors import LedgerError, NotFoundError, UnavailableError
@@ -291,6 +291,8 @@ class Runtime:
             log_key=self.store.verifier_key,
             server_name=self.settings.public_url,
             bundle=bundle,
+            registrar_key=self.store.registrar_key,
+            bundle_file=bundle_filename(lot_id),
         )
         return html, 200
 

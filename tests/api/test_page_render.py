@@ -110,6 +110,7 @@ def render(
         log_key=log.signer.verifier_key,
         server_name=SERVER,
         bundle=bundle if with_bundle else None,
+        registrar_key=log.registrar_key,
     )
 
 
@@ -326,7 +327,13 @@ def test_english_page(log: Log, bar: tuple[dict[str, Any], Report]) -> None:
     verify = visible(section(html, "verify"))
     assert "This verdict is this server's own check." in verify
     assert "Full trust comes from verifying the bundle offline" in verify
-    assert f"goldtrail verify bundle.json --log-key '{log.signer.verifier_key}'" in verify
+    # the command names the file the download is saved as, and pins both keys
+    assert (
+        f"goldtrail verify {BAR}.bundle.json --log-key '{log.signer.verifier_key}' "
+        f"--registrar-key {log.registrar_key}"
+    ) in verify
+    assert f"Download the bundle (saved as {BAR}.bundle.json)" in verify
+    assert f"Log key {log.signer.verifier_key} Registrar key {log.registrar_key}" in verify
     assert f'href="/v1/lots/{BAR}/bundle?at={report.label_at}"' in html
     assert "This label shows the lot's latest step." in text
     assert f"Page served by {SERVER}" in text
