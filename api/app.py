@@ -16,9 +16,11 @@ from starlette.concurrency import run_in_threadpool
 
 from api import schemas
 from api.body import BATCH_LIMIT, EVENT_LIMIT, read_batch, read_event
+from api.compression import maybe_gzipped
 from api.errors import PROBLEM_TYPE, install_error_handlers
 from api.groupcommit import GroupCommit
 from api.observability import install_observability
+from api.pages import bundle_filename
 from api.qr import label_png, label_url, qr_png, qr_svg
 from api.reports import router as reports_router
 from api.runtime import Runtime
@@ -397,15 +399,17 @@ def list_lot_events(
 )
 def get_bundle(
     lot_id: str,
+    request: Request,
     runtime: RuntimeDep,
     at: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$")] = None,
 ) -> Response:
     """Everything needed to verify the lot offline, for its current head."""
     bundle = runtime.bundle(lot_id, at)
-    return Response(
+    return maybe_gzipped(
         canonical(bundle),
+        request.headers.get("accept-encoding"),
         media_type="application/json",
-        headers={"Content-Disposition": f'attachment; filename="{lot_id}.bundle.json"'},
+        headers={"Content-Disposition": f'attachment; filename="{bundle_filename(lot_id)}"'},
     )
 
 
@@ -473,10 +477,15 @@ def lot_page(
     runtime: RuntimeDep,
     at: Annotated[str | None, Query(max_length=64)] = None,
     lang: Annotated[str | None, Query(max_length=8)] = None,
-) -> HTMLResponse:
+) -> Response:
     """The human verification page a lot's QR code opens."""
     html, status = runtime.lot_page(lot_id, at, request.headers.get("accept-language"), lang)
-    return HTMLResponse(html, status_code=status)
+    return maybe_gzipped(
+        html.encode(),
+        request.headers.get("accept-encoding"),
+        media_type="text/html; charset=utf-8",
+        status_code=status,
+    )
 
 
 @asynccontextmanager
