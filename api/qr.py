@@ -66,7 +66,8 @@ def number_in_words(n: int) -> str:
 
 
 def mass_in_words(mass_mg: int) -> str:
-    """A mass in grams and milligrams, in words: 44800 → 'forty-four grams eight hundred mg'."""
+    """A mass in grams and milligrams, in words: 44800 → 'forty-four grams eight hundred
+    milligrams'."""
     grams, mg = divmod(mass_mg, 1000)
     parts = []
     if grams:
