@@ -1755,7 +1755,9 @@ def _open_flag_id(state: ChainState, lot: str, code: str) -> str:
 # lots: reading
 
 
-def _gender_lines(gender: dict[str, Any]) -> list[str]:
+def _gender_lines(gender: dict[str, Any], groups: dict[str, int] | None = None) -> list[str]:
+    """The gender summary in lines; ``groups`` (a verified bundle's ``payment_groups``)
+    withholds a currency's payment figures when they concern fewer than 5 people."""
     producers = gender.get("producers") or {}
     women, men = producers.get("women", 0), producers.get("men", 0)
     lines = [f"producers: {women} women, {men} men"]
@@ -1766,7 +1768,18 @@ def _gender_lines(gender: dict[str, Any]) -> list[str]:
         )
     for paid in gender.get("paid") or []:
         # Pages and reports show a payment only for a group of at least 5 people.
-        if women + men >= 5:
+        if groups is not None:
+            if groups.get(paid["currency"], 0) >= 5:
+                lines.append(
+                    f"paid to producers: {paid['total']:,} {paid['currency']} (minor units), "
+                    f"of which to women {paid['to_women']:,}"
+                )
+            else:
+                lines.append(
+                    f"paid to producers in {paid['currency']}: withheld (it concerns a group "
+                    "of fewer than 5 people)"
+                )
+        elif women + men >= 5:
             line = f"paid to producers: {paid['total']:,} {paid['currency']} (minor units)"
             if women >= 5:
                 line += f", of which to women {paid['to_women']:,}"
@@ -1774,7 +1787,9 @@ def _gender_lines(gender: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _print_lot(view: dict[str, Any], note: str = "") -> None:
+def _print_lot(
+    view: dict[str, Any], note: str = "", payment_groups: dict[str, int] | None = None
+) -> None:
     _out(f"lot {view.get('lot')}{note}")
     rows = [
         ("status", f"{view.get('status')}" + (" (on hold)" if view.get("hold") else "")),
@@ -1808,7 +1823,7 @@ def _print_lot(view: dict[str, Any], note: str = "") -> None:
         extra = f", {f['outcome']}" if f.get("outcome") else ""
         _out(f"  flag         {f.get('code')} ({f.get('class', '?')}, {f.get('status')}{extra})")
     if isinstance(view.get("gender"), dict):
-        for line in _gender_lines(view["gender"]):
+        for line in _gender_lines(view["gender"], payment_groups):
             _out(f"  {line}")
 
 
@@ -2210,7 +2225,7 @@ def _print_report(report: Any) -> None:
             f"{len(report.after_label)} event(s) since, listed at the end"
         )
     if report.state is not None:
-        _print_lot(report.state)
+        _print_lot(report.state, payment_groups=report.payment_groups)
     for site in report.sites:
         _out(
             f"  origin site  {site['id']}: {site['name']}, {site['region']} "

@@ -78,6 +78,10 @@ class Report:
     timeline: list[TimelineItem] = field(default_factory=list)
     after_label: list[TimelineItem] = field(default_factory=list)
     sites: list[dict[str, Any]] = field(default_factory=list)
+    #: per payment currency, the smallest group of people a payment figure in it concerns
+    #: (over the origin registrations paid in it, the fewest women or men of a team that has
+    #: any): a report shows a figure only for a group of at least 5 (section 7)
+    payment_groups: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The report as plain JSON."""
@@ -95,6 +99,7 @@ class Report:
             "timeline": [vars(t) for t in self.timeline],
             "after_label": [vars(t) for t in self.after_label],
             "sites": self.sites,
+            "payment_groups": self.payment_groups,
         }
 
 
@@ -290,6 +295,24 @@ def _verify(
         label_seq = by_id[report.label_at][0]
         report.after_label = [t for t in report.timeline if t.on_own_chain and t.seq > label_seq]
     report.sites = _origin_sites(state, lot, by_id, registered_at)
+    report.payment_groups = _payment_groups([by_id[e][1] for e in ancestry])
+
+
+def _payment_groups(bodies: list[dict[str, Any]]) -> dict[str, int]:
+    """See ``Report.payment_groups``: ``to_women`` is the women's pay, ``total − to_women``
+    the men's, so each concerns one sex of one team."""
+    groups: dict[str, int] = {}
+    for body in bodies:
+        payment = body.get("payment")
+        if body["type"] != "lot.registered" or not isinstance(payment, dict):
+            continue
+        producers = body["producers"]
+        present = [n for n in (producers.get("women", 0), producers.get("men", 0)) if n > 0]
+        currency = payment["total"]["currency"]
+        groups[currency] = min(
+            groups.get(currency, min(present, default=0)), min(present, default=0)
+        )
+    return groups
 
 
 class _AsIs:
