@@ -475,10 +475,15 @@ def lot_page(
     lot_id: str,
     request: Request,
     runtime: RuntimeDep,
-    at: Annotated[str | None, Query(max_length=64)] = None,
-    lang: Annotated[str | None, Query(max_length=8)] = None,
+    at: Annotated[str | None, Query(description="The label's event id (64 hex).")] = None,
+    lang: Annotated[str | None, Query(description="`en` or `fr`; else Accept-Language.")] = None,
 ) -> Response:
-    """The human verification page a lot's QR code opens."""
+    """The human verification page a lot's QR code opens.
+
+    A person reads it: whatever ``at`` or ``lang`` holds, the answer is a page in HTML (an
+    ``at`` that is no event of the lot's chain is a 404 page, an unknown ``lang`` is
+    ignored), never a JSON problem document.
+    """
     html, status = runtime.lot_page(lot_id, at, request.headers.get("accept-language"), lang)
     return maybe_gzipped(
         html.encode(),

@@ -268,3 +268,27 @@ def test_the_old_label_on_a_phone(journey: Journey, page: Any) -> None:
     assert "--registrar-key" in verify and f"{BAR}.bundle.json" in verify
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "lot-page-360-old-label.png"), full_page=True)
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "lang"),
+    [
+        ("?at=" + "a" * 65, 404, "en"),  # a damaged label: one character too many
+        ("?at=" + "A" * 64, 404, "en"),
+        ("?at=%00", 404, "en"),
+        ("?lang=zh-Hant-TW", 200, "en"),  # a language this page does not speak
+        ("?lang=fr-x-" + "a" * 40, 200, "fr"),
+        ("?lang=" + "x" * 200, 200, "en"),
+    ],
+)
+def test_a_phone_always_gets_an_html_page(
+    journey: Journey, query: str, status: int, lang: str
+) -> None:
+    """Whatever a damaged label or a browser puts in the URL, a person gets a page in HTML
+    (never a JSON problem document)."""
+    response = journey.api.client.get(f"/l/{BAR}{query}")
+    assert response.status_code == status, response.text[:300]
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert f'<html lang="{lang}">' in response.text
+    if status == 404:
+        assert "Label not recognised" in visible(response.text)
