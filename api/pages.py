@@ -17,7 +17,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
@@ -147,6 +147,8 @@ class Page:
     label_notice: dict[str, Any] | None = None
     rows: list[Row] = field(default_factory=list)
     on_hold: bool = False
+    #: the lots a consumed lot's gold went into (id, link to their page)
+    went_into: list[dict[str, str]] = field(default_factory=list)
     sites: list[Site] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     risk: str = "low"
@@ -230,6 +232,7 @@ def render_lot_page(
     page.label_notice = _label_notice(lang, report, label_at, head_is_newer, bodies, names)
     page.rows = _identity(lang, state, names)
     page.on_hold = bool(state.get("hold"))
+    page.went_into = _went_into(report, state)
     registered_on = _registration_dates(report, bodies)
     page.sites = [_site(lang, s, registered_on.get(str(s.get("id")))) for s in report.sites]
     page.steps = [
@@ -402,6 +405,21 @@ def _identity(lang: str, state: Mapping[str, Any], names: dict[str, str]) -> lis
     elif state.get("exported"):
         rows.append(Row(t(lang, "lot.export"), t(lang, "lot.exported")))
     return rows
+
+
+def _went_into(report: Report, state: Mapping[str, Any]) -> list[dict[str, str]]:
+    """For a consumed lot, the outputs of the processing that consumed it (its last event),
+    each with a link to its own page on this server."""
+    if state.get("status") != "consumed":
+        return []
+    last = next((s for s in reversed(report.timeline) if s.on_own_chain), None)
+    if last is None or last.type != "lot.processed":
+        return []
+    return [
+        {"lot": str(o["lot"]), "href": f"/l/{quote(str(o['lot']), safe='')}"}
+        for o in last.details.get("outputs", [])
+        if o.get("lot") != report.lot
+    ]
 
 
 _COLOURS = ("green", "yellow", "red", "blue")

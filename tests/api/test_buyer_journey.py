@@ -292,3 +292,24 @@ def test_a_phone_always_gets_an_html_page(
     assert f'<html lang="{lang}">' in response.text
     if status == 404:
         assert "Label not recognised" in visible(response.text)
+
+
+@pytest.mark.parametrize(
+    ("lang", "words"), [("en", "Its gold went into:"), ("fr", "Son or a été transformé en :")]
+)
+def test_a_consumed_lots_page_links_to_where_its_gold_went(
+    journey: Journey, lang: str, words: str
+) -> None:
+    """An old doré label, scanned after the doré was refined: the page links to the bar."""
+    client = journey.api.client
+    dore = "KLA-2026-0101"
+    first = client.get(f"/v1/lots/{dore}/events").json()["items"][0]["event_id"]
+    page = client.get(f"/l/{dore}", params={"at": first, "lang": lang})
+    assert page.status_code == 200
+    identity = section(page.text, "lot")
+    assert words in visible(identity)
+    assert f'<a class="mono" href="/l/{BAR}">{BAR}</a>' in identity
+    followed = client.get(f"/l/{BAR}", params={"lang": lang})
+    assert followed.status_code == 200 and f"{BAR}" in visible(section(followed.text, "lot"))
+    # a lot that is not consumed has no such line
+    assert words not in visible(section(followed.text, "lot"))
