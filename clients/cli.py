@@ -2264,6 +2264,10 @@ def _print_report(report: Any) -> None:
                     state["custodian"],
                 )
                 now += f", held by {holder}"
+            last = report.after_label[-1]
+            if state.get("status") == "consumed" and last.type == "lot.processed":
+                went = [o["lot"] for o in last.details.get("outputs", []) if o["lot"] != report.lot]
+                now += f"; its gold went into {', '.join(went)}"
             _out(f"    {now}")
         else:
             _out(f"nothing has happened to this lot since its label was printed ({printed})")

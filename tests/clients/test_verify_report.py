@@ -73,3 +73,22 @@ def test_the_scenarios_bar_withholds_both_currencies(tmp_path: Path) -> None:
     run = run_main(["verify", str(path), "--log-key", log.signer.verifier_key])
     assert run.code == 0, run.stderr
     assert run.stdout.count("withheld (it concerns a group of fewer than 5 people)") == 2
+
+
+def test_an_old_dore_label_says_where_its_gold_went(tmp_path: Path) -> None:
+    log = play(PAGE_SCENARIO["events"])
+    dore = "KLA-2026-0101"
+    first = log.ledger.state.lots[dore].created_event
+    bundle = log.bundle(dore, label_at=first)
+    path = tmp_path / f"{dore}.bundle.json"
+    path.write_bytes(canonical(bundle))
+    run = run_main(["verify", str(path), "--log-key", log.signer.verifier_key])
+    assert run.code == 0, run.stderr
+    tail = run.stdout[run.stdout.index("since the label was printed") :]
+    assert "8 event(s) happened to this lot" in tail
+    assert "lot.exported by Lake Victoria Bullion Exporters (demo): to CH" in tail
+    assert "lot.processed by Alpine Precious Metals Refinery (demo): refining into " in tail
+    assert tail.rstrip().endswith(
+        "now: consumed, risk medium, held by Alpine Precious Metals Refinery (demo); its gold "
+        "went into ALP-2026-118842"
+    )
