@@ -409,14 +409,15 @@ def _identity(lang: str, state: Mapping[str, Any], names: dict[str, str]) -> lis
 
 def _went_into(report: Report, state: Mapping[str, Any]) -> list[dict[str, str]]:
     """For a consumed lot, the outputs of the processing that consumed it (its last event),
-    each with a link to its own page on this server."""
+    each with a link to its own page on this server (relative: ``/l/A`` links to ``B`` as
+    ``/prefix/l/A`` does)."""
     if state.get("status") != "consumed":
         return []
     last = next((s for s in reversed(report.timeline) if s.on_own_chain), None)
     if last is None or last.type != "lot.processed":
         return []
     return [
-        {"lot": str(o["lot"]), "href": f"/l/{quote(str(o['lot']), safe='')}"}
+        {"lot": str(o["lot"]), "href": quote(str(o["lot"]), safe="")}
         for o in last.details.get("outputs", [])
         if o.get("lot") != report.lot
     ]

@@ -285,7 +285,9 @@ class Runtime:
         html = render_lot_page(
             report,
             lang=language,
-            bundle_url=f"/v1/lots/{quote(lot_id, safe='')}/bundle{query}",
+            # relative to /l/{lot}: right behind a proxy that serves the app under a path
+            # (GOLDTRAIL_PUBLIC_URL = https://host/prefix) as at the root
+            bundle_url=f"../v1/lots/{quote(lot_id, safe='')}/bundle{query}",
             label_at=label,
             head_is_newer=label is not None and label != bundle["head"],
             log_key=self.store.verifier_key,

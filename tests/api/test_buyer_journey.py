@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 import nacl.signing
@@ -158,7 +159,14 @@ def test_following_the_page_verifies_the_bundle_offline(
     assert "Alpine Precious Metals Refinery (demo)" in notice
     href = re.search(r'<a class="button" href="([^"]+)" download>', page.text)
     assert href is not None
-    download = api.client.get(htmllib.unescape(href.group(1)))
+    link = urljoin(journey.label_url, htmllib.unescape(href.group(1)))
+    assert link == f"{PUBLIC_URL}/v1/lots/{BAR}/bundle?at={journey.label_url.split('=')[1]}"
+    # relative, so it is right under a path prefix too
+    prefixed = f"https://example.org/gold/l/{BAR}?at=x"
+    assert urljoin(prefixed, htmllib.unescape(href.group(1))).startswith(
+        f"https://example.org/gold/v1/lots/{BAR}/bundle?at="
+    )
+    download = api.client.get(_path(link))
     assert download.status_code == 200
     name = _filename(download)
     (tmp_path / name).write_bytes(download.content)
@@ -308,7 +316,9 @@ def test_a_consumed_lots_page_links_to_where_its_gold_went(
     assert page.status_code == 200
     identity = section(page.text, "lot")
     assert words in visible(identity)
-    assert f'<a class="mono" href="/l/{BAR}">{BAR}</a>' in identity
+    link = re.search(r'<a class="mono" href="([^"]+)">' + BAR + "</a>", identity)
+    assert link is not None
+    assert urljoin(f"{PUBLIC_URL}/l/{dore}?at={first}", link.group(1)) == f"{PUBLIC_URL}/l/{BAR}"
     followed = client.get(f"/l/{BAR}", params={"lang": lang})
     assert followed.status_code == 200 and f"{BAR}" in visible(section(followed.text, "lot"))
     # a lot that is not consumed has no such line
