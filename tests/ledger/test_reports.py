@@ -1064,3 +1064,84 @@ def test_organisation_chart_and_income_medians(extended: tuple[MemoryLedger, Eve
     assert "Women, median per day" not in income.svg
     # no income figure about Epulu's 3 women anywhere: not in the table, not drawn
     assert "300" not in " ".join(" ".join(r) for r in income.rows)
+
+
+def test_site_indicators_per_cooperative(base: tuple[MemoryLedger, Events]) -> None:
+    # issue 7: "per site, per cooperative and over time (monthly)": women-owned pits and
+    # processing units, women's share of the workforce and of site leaders, GBV reports per
+    # 30 days, summed over the sites each cooperative operates (its latest assessments)
+    ledger, events = base
+    coops = by_key(gender_report(events, ledger.state)["by_cooperative"], "cooperative")
+    mambasa = coops["coop-mambasa-femmes"]["site_indicators"]  # Makala alone
+    assert (mambasa["sites"], mambasa["assessed"]) == (1, 1)
+    # workforce 46 women, 71 men: 46 / 117 = 0.3932
+    assert mambasa["women_share_of_workforce"] == R(0.3932, 46, 117)
+    assert mambasa["women_share_of_leadership"] == R(0.7143, 5, 7)
+    assert mambasa["women_owned"] == {"pits": 4, "processing_units": 1, "sites": 1}
+    # 3 reports in 90 days: 1 per 30 days
+    assert mambasa["gbv_per_30_days"] == R(1.0, 1, 1)
+    busia = coops["coop-busia-gold"]["site_indicators"]  # Tiira: 230 / 370 = 0.6216
+    assert busia["women_share_of_workforce"] == R(0.6216, 230, 370)
+    assert busia["women_owned"] == {"pits": 11, "processing_units": 15, "sites": 1}
+    assert busia["gbv_per_30_days"] == R(3.0, 3, 1)
+    kassanda = coops["coop-kassanda-diggers"]["site_indicators"]  # Kitumbi: 35 / 215
+    assert kassanda["women_share_of_workforce"] == R(0.1628, 35, 215)
+    assert kassanda["gbv_per_30_days"] == R(11.0, 11, 1)
+    # no income figure in a sum over sites (a median of medians is not a median)
+    assert "daily_income_median" not in json.dumps(coops)
+
+
+def test_site_indicators_per_cooperative_with_an_unassessed_site(
+    extended: tuple[MemoryLedger, Events],
+) -> None:
+    ledger, events = extended
+    coops = by_key(gender_report(events, ledger.state)["by_cooperative"], "cooperative")
+    kassanda = coops["coop-kassanda-diggers"]["site_indicators"]  # Kitumbi and Nalutuntu
+    assert (kassanda["sites"], kassanda["assessed"]) == (2, 1)
+    assert kassanda["gbv_per_30_days"] == R(11.0, 11, 1)
+    mambasa = coops["coop-mambasa-femmes"]["site_indicators"]  # Makala and Epulu
+    assert (mambasa["sites"], mambasa["assessed"]) == (2, 2)
+    # 1 (Makala: 3 in 90 days) + 1 (Epulu: 2 in 60 days) = 2 per 30 days
+    assert mambasa["gbv_per_30_days"] == R(2.0, 2, 1)
+    assert mambasa["workforce"] == {"women": 49, "men": 111, "sites": 2}
+
+
+def test_site_indicators_by_month(extended: tuple[MemoryLedger, Events]) -> None:
+    # over time: each month shows the sites registered by its end, with their latest
+    # assessment logged by its end
+    ledger, events = extended
+    months = by_key(gender_report(events, ledger.state)["by_month"], "month")
+    assert list(months) == ["2026-11", "2026-12", "2027-01"]
+    nov = months["2026-11"]["site_indicators"]
+    # Makala, Tiira, Kitumbi (assessed 2026-10-30); Epulu and Nalutuntu come in December
+    assert (nov["sites"], nov["assessed"]) == (3, 3)
+    assert nov["gbv_per_30_days"] == R(15.0, 15, 1)  # 1 + 3 + 11
+    assert nov["women_share_of_workforce"] == R(0.443, 311, 702)
+    assert nov["women_owned"] == {"pits": 15, "processing_units": 16, "sites": 3}
+    dec = months["2026-12"]["site_indicators"]
+    assert (dec["sites"], dec["assessed"]) == (5, 4)
+    assert dec["gbv_per_30_days"] == R(16.0, 16, 1)  # + Epulu's 2 in 60 days
+    # women 311 + 3 = 314, men 391 + 40 = 431: 314 / 745 = 0.4215
+    assert dec["women_share_of_workforce"] == R(0.4215, 314, 745)
+    assert dec["women_share_of_leadership"] == R(0.5, 12, 24)  # Epulu assessed none
+    assert months["2027-01"]["site_indicators"] == dec
+    # a country filter keeps its own sites in every month: Uganda's Tiira and Kitumbi in
+    # November, Nalutuntu (unassessed) from December
+    ug = by_key(gender_report(events, ledger.state, country="UG")["by_month"], "month")
+    assert ug["2026-11"]["site_indicators"]["gbv_per_30_days"] == R(14.0, 14, 1)
+    assert (
+        ug["2026-12"]["site_indicators"]["sites"],
+        ug["2026-12"]["site_indicators"]["assessed"],
+    ) == (3, 2)
+
+
+def test_site_indicators_in_the_csv(extended: tuple[MemoryLedger, Events]) -> None:
+    ledger, events = extended
+    text = gender_csv(gender_report(events, ledger.state))
+    rows = {(r["scope"], r["key"], r["indicator"]): r for r in csv.DictReader(io.StringIO(text))}
+    assert rows[("month", "2026-12", "gbv_per_30_days")]["value"] == "16.0"
+    assert rows[("month", "2026-11", "women_owned_pits")]["value"] == "15"
+    gbv = rows[("cooperative", "coop-mambasa-femmes", "gbv_per_30_days")]
+    assert (gbv["value"], gbv["numerator"], gbv["denominator"]) == ("2.0", "2", "1")
+    share = rows[("cooperative", "coop-busia-gold", "women_share_of_workforce")]
+    assert (share["value"], share["numerator"], share["denominator"]) == ("0.6216", "230", "370")
