@@ -141,7 +141,8 @@ class ReportWomenOwnedSum(_Shape):
 
 
 class ReportSiteTotals(_Shape):
-    """Sums of the site indicators over the sites of the report (no income)."""
+    """Sums of the site indicators over the sites of the report, of a cooperative, or
+    registered by a month's end (no income)."""
 
     sites: int
     assessed: int
@@ -243,12 +244,14 @@ class GenderReportCooperative(_Shape):
     country: str | None
     sites: list[str]
     registrations: ReportRegistrations
+    site_indicators: ReportSiteTotals
     organisation: ReportOrganisation | None
 
 
 class GenderReportMonth(_Shape):
     month: str = Field(pattern=r"^\d{4}-\d{2}$")
     registrations: ReportRegistrations
+    site_indicators: ReportSiteTotals
 
 
 class ReportFilters(_Shape):

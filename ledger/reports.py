@@ -506,7 +506,13 @@ GENDER_DEFINITIONS: dict[str, str] = {
     ),
     "by_month": (
         "Registrations grouped by the YYYY-MM of their `time`, every month from the first to "
-        "the last registration counted."
+        "the last registration counted; each month's site_indicators sum, over the sites "
+        "registered by the month's end, each site's latest site.assessed logged by then (and "
+        "on or before `to`), as `sites` does."
+    ),
+    "by_cooperative": (
+        "Each cooperative's registrations, its organisation profile, and site_indicators: "
+        "the sums of `sites` over the sites it operates."
     ),
     "ratios": (
         "value rounded to 4 decimals (null when the denominator is 0), with the exact "
@@ -539,13 +545,16 @@ def gender_report(
     - ``cooperative``: the sites it operates, the lots it registered, its own profile.
 
     Sections: ``registrations`` (totals), ``sites`` (sums of site indicators),
-    ``organisations``, ``by_site``, ``by_cooperative``, ``by_month``; ``definitions``
+    ``organisations``, ``by_site``, ``by_cooperative`` (with the sums of its sites'
+    indicators), ``by_month`` (with the sums of the sites' indicators as of each month's
+    end); ``definitions``
     states each indicator's numerator and denominator, ``suppression`` the small-group rule
     (see the module docstring).
     """
     d_from, d_to = filter_day(date_from), filter_day(date_to)
     site_info: dict[str, dict[str, str]] = {}
     assessed: dict[str, tuple[str, Mapping[str, Any]]] = {}  # site → (event id, body)
+    history: dict[str, list[Mapping[str, Any]]] = {}  # site → its assessments, in log order
     actor_ids: list[str] = []
     coop_sites: dict[str, set[str]] = {}
     total = _Registrations()
@@ -567,10 +576,12 @@ def gender_report(
                 "name": body["name"],
                 "country": body["country"],
                 "operator": body["operator"],
+                "time": body["time"],
             }
         elif kind == "site.assessed":
             if d_to is None or body["time"][:10] <= d_to:
                 assessed[body["site"]] = (event_id, body)
+                history.setdefault(body["site"], []).append(body)
         elif kind == "actor.registered":
             actor_ids.append(body["subject"])
         elif kind == "lot.registered":
@@ -604,6 +615,7 @@ def gender_report(
     site_states.sort(key=lambda s: s.id)
     site_totals = _SiteTotals()
     by_site: list[dict[str, Any]] = []
+    site_indicators: dict[str, Mapping[str, Any] | None] = {}
     for s in site_states:
         coop_sites.setdefault(s.operator, set()).add(s.id)
         assessment: dict[str, Any] | None = None
@@ -626,7 +638,9 @@ def gender_report(
                 "valid_until": last.valid_until,
             }
             indicators = last.indicators
+            history.setdefault(s.id, [{**last.indicators, "time": last.time}])
         site_totals.add(indicators)
+        site_indicators[s.id] = indicators
         by_site.append(
             {
                 "site": s.id,
@@ -671,6 +685,10 @@ def gender_report(
     by_cooperative: list[dict[str, Any]] = []
     for coop_id in sorted(coop_ids):
         actor = by_id.get(coop_id) or state.actor(coop_id)
+        coop_totals = _SiteTotals()
+        for site_id in sorted(coop_sites.get(coop_id, set())):
+            if site_id in site_indicators:
+                coop_totals.add(site_indicators[site_id])
         by_cooperative.append(
             {
                 "cooperative": coop_id,
@@ -678,6 +696,7 @@ def gender_report(
                 "country": None if actor is None else actor.country,
                 "sites": sorted(coop_sites.get(coop_id, set())),
                 "registrations": per_coop.get(coop_id, _Registrations()).render(),
+                "site_indicators": coop_totals.render(),
                 "organisation": None
                 if actor is None or not actor.profile
                 else _organisation(actor),
@@ -685,6 +704,22 @@ def gender_report(
         )
 
     months = _months(min(per_month), max(per_month)) if per_month else []
+
+    def sites_by_month_end(month: str) -> dict[str, Any]:
+        """The site totals over the sites registered by the end of ``month``, each with its
+        latest assessment logged by then."""
+        totals = _SiteTotals()
+        for s in site_states:
+            registered = site_info.get(s.id, {}).get("time")
+            if registered is not None and registered[:7] > month:
+                continue
+            latest = None
+            for body in history.get(s.id, []):
+                if body["time"][:7] <= month:
+                    latest = body
+            totals.add(latest)
+        return totals.render()
+
     return {
         "report": "gender",
         "filters": _filters(d_from, d_to, country, site, cooperative),
@@ -700,7 +735,11 @@ def gender_report(
         "by_site": by_site,
         "by_cooperative": by_cooperative,
         "by_month": [
-            {"month": m, "registrations": per_month.get(m, _Registrations()).render()}
+            {
+                "month": m,
+                "registrations": per_month.get(m, _Registrations()).render(),
+                "site_indicators": sites_by_month_end(m),
+            }
             for m in months
         ],
     }
@@ -1049,6 +1088,24 @@ def _rows_site(key: str, ind: Mapping[str, Any]) -> Iterator[list[object]]:
     yield from _rows_ratio(scope, key, "gbv_per_30_days", ind["gbv_per_30_days"])
 
 
+def _rows_site_totals(scope: str, key: str, sites: Mapping[str, Any]) -> Iterator[list[object]]:
+    """The sums of site indicators (``_SiteTotals``): counts and shares, no income."""
+    yield from _rows_count(scope, key, "sites", sites["sites"])
+    yield from _rows_count(scope, key, "workforce_women", sites["workforce"]["women"])
+    yield from _rows_count(scope, key, "workforce_men", sites["workforce"]["men"])
+    yield from _rows_ratio(
+        scope, key, "women_share_of_workforce", sites["women_share_of_workforce"]
+    )
+    yield from _rows_ratio(
+        scope, key, "women_share_of_leadership", sites["women_share_of_leadership"]
+    )
+    yield from _rows_count(scope, key, "women_owned_pits", sites["women_owned"]["pits"])
+    yield from _rows_count(
+        scope, key, "women_owned_processing_units", sites["women_owned"]["processing_units"]
+    )
+    yield from _rows_ratio(scope, key, "gbv_per_30_days", sites["gbv_per_30_days"])
+
+
 def _rows_organisation(scope: str, key: str, org: Mapping[str, Any]) -> Iterator[list[object]]:
     yield from _rows_count(scope, key, "women_led", org["women_led"])
     for group in ("members", "leaders"):
@@ -1076,20 +1133,7 @@ def gender_csv(report: Mapping[str, Any]) -> str:
     rows: list[list[object]] = []
     rows += _rows_registrations("total", "all", report["registrations"])
     sites = report["sites"]
-    rows += _rows_count("sites", "all", "sites", sites["sites"])
-    rows += _rows_count("sites", "all", "workforce_women", sites["workforce"]["women"])
-    rows += _rows_count("sites", "all", "workforce_men", sites["workforce"]["men"])
-    rows += _rows_ratio(
-        "sites", "all", "women_share_of_workforce", sites["women_share_of_workforce"]
-    )
-    rows += _rows_ratio(
-        "sites", "all", "women_share_of_leadership", sites["women_share_of_leadership"]
-    )
-    rows += _rows_count("sites", "all", "women_owned_pits", sites["women_owned"]["pits"])
-    rows += _rows_count(
-        "sites", "all", "women_owned_processing_units", sites["women_owned"]["processing_units"]
-    )
-    rows += _rows_ratio("sites", "all", "gbv_per_30_days", sites["gbv_per_30_days"])
+    rows += _rows_site_totals("sites", "all", sites)
     orgs = report["organisations"]
     rows += _rows_count("organisations", "all", "organisations", orgs["count"])
     rows += _rows_count("organisations", "all", "women_led", orgs["women_led"])
@@ -1104,10 +1148,12 @@ def gender_csv(report: Mapping[str, Any]) -> str:
             rows += _rows_site(item["site"], item["indicators"])
     for item in report["by_cooperative"]:
         rows += _rows_registrations("cooperative", item["cooperative"], item["registrations"])
+        rows += _rows_site_totals("cooperative", item["cooperative"], item["site_indicators"])
         if item["organisation"] is not None:
             rows += _rows_organisation("cooperative", item["cooperative"], item["organisation"])
     for item in report["by_month"]:
         rows += _rows_registrations("month", item["month"], item["registrations"])
+        rows += _rows_site_totals("month", item["month"], item["site_indicators"])
     for row in rows:
         writer.writerow([_cell(v) for v in row])
     return buf.getvalue()
