@@ -1145,3 +1145,24 @@ def test_site_indicators_in_the_csv(extended: tuple[MemoryLedger, Events]) -> No
     assert (gbv["value"], gbv["numerator"], gbv["denominator"]) == ("2.0", "2", "1")
     share = rows[("cooperative", "coop-busia-gold", "women_share_of_workforce")]
     assert (share["value"], share["numerator"], share["denominator"]) == ("0.6216", "230", "370")
+
+
+def test_gbv_trend_chart(extended: tuple[MemoryLedger, Events]) -> None:
+    # the dashboard's trend lines over months include the GBV reports per 30 days across
+    # the sites (Epulu's 2 in 60 days join in December: 15, then 16)
+    ledger, events = extended
+    gender = gender_report(events, ledger.state)
+    by_id = {c.id: c for c in report_charts(gender)}
+    trend = by_id["trend-gbv"]
+    _check_svg(trend.svg, trend.title)
+    assert trend.columns == ["Month", "Reports per 30 days"]
+    assert trend.rows == [
+        ["2026-11", "15 (15/1)"],
+        ["2026-12", "16 (16/1)"],
+        ["2027-01", "16 (16/1)"],
+    ]
+    assert [c.id for c in report_charts(gender)][:3] == [
+        "trend-producers",
+        "trend-payments",
+        "trend-gbv",
+    ]
