@@ -303,6 +303,9 @@ EN: dict[str, str] = {
     ),
     "reports.chart.trend_producers": "Women in production, by month",
     "reports.chart.trend_payments": "Share of payments into women's hands, by month",
+    "reports.chart.trend_gbv": (
+        "Gender-based violence: reports per 30 days across the sites, by month"
+    ),
     "reports.chart.site_shares": "Women's shares per site",
     "reports.chart.site_owned": "Women-owned pits and processing units per site",
     "reports.chart.site_income_gap": "Gap in median daily income, women vs men (1 − women/men)",
@@ -332,6 +335,7 @@ EN: dict[str, str] = {
     "reports.legend.producers": "Producers (registrations)",
     "reports.legend.units": "Processing units",
     "reports.legend.members": "Members",
+    "reports.legend.gbv": "Per 30 days",
     "reports.legend.leaders": "Leaders",
     "reports.column.month": "Month",
     "reports.column.site": "Site",
@@ -654,6 +658,9 @@ FR: dict[str, str] = {
     ),
     "reports.chart.trend_producers": "Les femmes dans la production, par mois",
     "reports.chart.trend_payments": "Part des paiements remis aux femmes, par mois",
+    "reports.chart.trend_gbv": (
+        "Violences basées sur le genre : signalements par 30 jours, tous sites, par mois"
+    ),
     "reports.chart.site_shares": "Parts des femmes par site",
     "reports.chart.site_owned": "Puits et unités de traitement détenus par des femmes, par site",
     "reports.chart.site_income_gap": (
@@ -687,6 +694,7 @@ FR: dict[str, str] = {
     "reports.legend.producers": "Producteurs (lots)",
     "reports.legend.units": "Unités",
     "reports.legend.members": "Membres",
+    "reports.legend.gbv": "Par 30 jours",
     "reports.legend.leaders": "Dirigeants",
     "reports.column.month": "Mois",
     "reports.column.site": "Site",

@@ -781,6 +781,7 @@ _env = Environment(
 CHART_TITLES = {
     "trend-producers": "reports.chart.trend_producers",
     "trend-payments": "reports.chart.trend_payments",
+    "trend-gbv": "reports.chart.trend_gbv",
     "site-shares": "reports.chart.site_shares",
     "site-owned": "reports.chart.site_owned",
     "site-income-gap": "reports.chart.site_income_gap",
@@ -823,6 +824,7 @@ LEGEND = {
     "Fine gold, women-led teams": "reports.legend.women_led_fine",
     "Producers (registrations)": "reports.legend.producers",
     "Processing units": "reports.legend.units",
+    "Reports per 30 days": "reports.legend.gbv",
     "Women among members": "reports.legend.members",
     "Women among leaders": "reports.legend.leaders",
 }

@@ -291,7 +291,7 @@ def report_charts(
     """The dashboard's charts for a ``gender_report`` (and a ``due_diligence_report``).
 
     Trends over months (women's share of producers, women-led fine-gold share, women's
-    share of payments per currency), bars per site (shares, women-owned pits and units,
+    share of payments per currency, GBV reports per 30 days across the sites), bars per site (shares, women-owned pits and units,
     income gap with the medians in its table, GBV reports per 30 days), bars per
     organisation (women among members and leaders) and, with ``due_diligence``, sites by colour, lot
     mass by risk and open flags by code. Suppressed figures stay suppressed: no bar, no
@@ -348,6 +348,22 @@ def report_charts(
         "Month",
         months,
         {k: [_cell(x) for x in v] for k, v in pay.items()},
+    )
+
+    gbv_months = [m["site_indicators"]["gbv_per_30_days"] for m in gender["by_month"]]
+    title = "Gender-based violence: reports per 30 days across the sites, by month"
+    add(
+        "trend-gbv",
+        title,
+        line_chart(
+            title,
+            months,
+            {"Reports per 30 days": [_value(g) for g in gbv_months]},
+            chart_id="trend-gbv",
+        ),
+        "Month",
+        months,
+        {"Reports per 30 days": [_cell(g, percent=False) for g in gbv_months]},
     )
 
     # bars per site
