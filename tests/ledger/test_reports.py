@@ -858,8 +858,22 @@ def test_lots_csv(base: tuple[MemoryLedger, Events]) -> None:
         "women_led_fine_mg": "37537",
         "origin_fine_mg": "44817",
         "destination": "",
+        # issue 7 "its state": where the lot is, whether it left a country, and why its
+        # risk is what it is: KIT-2026-0007's site_yellow (Kitumbi, yellow) and
+        # MAK-2026-0001's cahra_origin (Makala, CAHRA) are still open on the bar; the
+        # mercury flag was resolved on KLA-2026-0101 before the refining
+        "country": "CH",
+        "exported": "false",
+        "open_flags": "cahra_origin;site_yellow",
+        "resolved_flags": "",
     }
     assert re.fullmatch(r"[0-9a-f]{64}", bar["head"])
+    kla = rows[5]
+    # exported from Uganda by exporter-kampala, then accepted in Switzerland (which clears
+    # the destination); its mercury flag resolved as remediated (retorts issued)
+    assert (kla["country"], kla["exported"], kla["destination"]) == ("CH", "true", "")
+    assert kla["open_flags"] == "cahra_origin;site_yellow"
+    assert kla["resolved_flags"] == "mercury_worst_practice:remediated"
     mak = rows[1]
     # MAK-2026-0001 weighed 38 240 mg on receipt (min of 38 250 and 38 240); consumed
     assert (mak["status"], mak["mass_mg"], mak["women"], mak["men"]) == (
