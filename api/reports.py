@@ -754,7 +754,8 @@ def export_epcis(
             "content": {"text/csv": _CSV_DOC},
             "description": "One row per lot, in creation order: lot, status, custodian, form, "
             "mass_mg, fineness_ppm, risk, hold, origins, women, men, women_led_fine_mg, "
-            "origin_fine_mg, destination, head.",
+            "origin_fine_mg, destination, head, country (the custodian's), exported, "
+            "open_flags (codes), resolved_flags (code:outcome); lists joined by ';'.",
         },
     },
     summary="Every lot as CSV",

@@ -994,6 +994,10 @@ LOTS_CSV_COLUMNS = (
     "origin_fine_mg",
     "destination",
     "head",
+    "country",
+    "exported",
+    "open_flags",
+    "resolved_flags",
 )
 
 
@@ -1165,13 +1169,19 @@ def lots_csv(lots: Iterable[LotState], state: StateLookup) -> str:
     ``origins`` are the origin site ids joined by ``;``; ``women``, ``men``,
     ``women_led_fine_mg`` and ``origin_fine_mg`` come from the lot's gender summary
     (PROTOCOL.md section 7; counts and fine gold only, no payment); ``hold`` is
-    ``true``/``false``; ``destination`` is empty when none is recorded.
+    ``true``/``false``; ``destination`` is empty when none is recorded; ``country`` is the
+    custodian's; ``exported`` whether the lot was ever exported on its own chain;
+    ``open_flags`` the codes of its open flags and ``resolved_flags`` ``code:outcome`` of
+    its resolved ones, sorted and joined by ``;``.
     """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(LOTS_CSV_COLUMNS)
     for lot in sorted(lots, key=lambda x: (x.created_seq, x.lot)):
         summary = gender_summary(cast(StateReader, state), lot)  # reads only state.lot
+        custodian = state.actor(lot.custodian)
+        open_flags = sorted(f.code for f in lot.flags if f.status == "open")
+        resolved = sorted(f"{f.code}:{f.outcome}" for f in lot.flags if f.status == "resolved")
         writer.writerow(
             [
                 _cell(v)
@@ -1191,6 +1201,10 @@ def lots_csv(lots: Iterable[LotState], state: StateLookup) -> str:
                     summary["origin_fine_mg"],
                     lot.destination,
                     lot.head,
+                    None if custodian is None else custodian.country,
+                    lot.exported,
+                    ";".join(open_flags),
+                    ";".join(resolved),
                 )
             ]
         )
