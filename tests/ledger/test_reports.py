@@ -1180,3 +1180,25 @@ def test_gbv_trend_chart(extended: tuple[MemoryLedger, Events]) -> None:
         "trend-payments",
         "trend-gbv",
     ]
+
+
+def test_the_monthly_series_covers_the_period_asked_for(
+    extended: tuple[MemoryLedger, Events],
+) -> None:
+    # from=2026-10-01 to=2027-03-31: every month of the period that the log reaches is a
+    # row (October: no registration, no site assessed by its end... but the sites assessed
+    # on 2026-10-30 are), up to the log's last event (2027-01-10); none after it
+    ledger, events = extended
+    report = gender_report(events, ledger.state, date_from="2026-10-01", date_to="2027-03-31")
+    months = by_key(report["by_month"], "month")
+    assert list(months) == ["2026-10", "2026-11", "2026-12", "2027-01"]
+    october = months["2026-10"]
+    assert october["registrations"]["lots"] == 0
+    assert october["registrations"]["women_share_of_producers"] == R(None, 0, 0)
+    # Makala, Tiira and Kitumbi were registered and assessed on 2026-10-30
+    assert october["site_indicators"]["gbv_per_30_days"] == R(15.0, 15, 1)
+    assert months["2026-11"]["registrations"]["lots"] == 4
+    # a period far wider than the log gives no row outside the log's months
+    wide = gender_report(events, ledger.state, date_from="1990-01-01", date_to="2099-12-31")
+    assert [m["month"] for m in wide["by_month"]][0] == "2026-10"  # the registrar's first event
+    assert [m["month"] for m in wide["by_month"]][-1] == "2027-01"
