@@ -506,7 +506,8 @@ GENDER_DEFINITIONS: dict[str, str] = {
     ),
     "by_month": (
         "Registrations grouped by the YYYY-MM of their `time`, every month from the first to "
-        "the last registration counted; each month's site_indicators sum, over the sites "
+        "the last registration counted, or from `from` and to `to` when given (within the "
+        "months of the log's events); each month's site_indicators sum, over the sites "
         "registered by the month's end, each site's latest site.assessed logged by then (and "
         "on or before `to`), as `sites` does."
     ),
@@ -569,8 +570,14 @@ def gender_report(
         found = state.site(site_id)
         return None if found is None else found.country
 
+    first_seen: str | None = None  # the months the event stream reaches
+    last_seen: str | None = None
     for _seq, event_id, body in events:
         kind = body.get("type")
+        month = str(body.get("time", ""))[:7]
+        if month:
+            first_seen = month if first_seen is None else min(first_seen, month)
+            last_seen = month if last_seen is None else max(last_seen, month)
         if kind == "site.registered":
             site_info[body["site"]] = {
                 "name": body["name"],
@@ -703,7 +710,15 @@ def gender_report(
             }
         )
 
-    months = _months(min(per_month), max(per_month)) if per_month else []
+    # every month from the first to the last registration; with `from` (`to`), from the
+    # period's first (to its last) month, within the months the log reaches
+    start = min(per_month) if per_month else None
+    end = max(per_month) if per_month else None
+    if d_from is not None and first_seen is not None:
+        start = max(d_from[:7], first_seen)
+    if d_to is not None and last_seen is not None:
+        end = min(d_to[:7], last_seen)
+    months = _months(start, end) if start is not None and end is not None else []
 
     def sites_by_month_end(month: str) -> dict[str, Any]:
         """The site totals over the sites registered by the end of ``month``, each with its
