@@ -291,10 +291,11 @@ def report_charts(
     """The dashboard's charts for a ``gender_report`` (and a ``due_diligence_report``).
 
     Trends over months (women's share of producers, women-led fine-gold share, women's
-    share of payments per currency, GBV reports per 30 days across the sites), bars per site (shares, women-owned pits and units,
-    income gap with the medians in its table, GBV reports per 30 days), bars per
-    organisation (women among members and leaders) and, with ``due_diligence``, sites by colour, lot
-    mass by risk and open flags by code. Suppressed figures stay suppressed: no bar, no
+    share of payments per currency, GBV reports per 30 days across the sites), bars per
+    site (shares, women-owned pits and units, income gap with the medians in its table,
+    GBV reports per 30 days), bars per organisation (women among members and leaders) and,
+    with ``due_diligence``, sites by colour, lot mass by risk and open flags by code.
+    Suppressed figures stay suppressed: no bar, no
     point, and "suppressed" in the table.
     """
     charts: list[Chart] = []
