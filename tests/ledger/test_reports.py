@@ -1202,3 +1202,70 @@ def test_the_monthly_series_covers_the_period_asked_for(
     wide = gender_report(events, ledger.state, date_from="1990-01-01", date_to="2099-12-31")
     wide_months = [m["month"] for m in wide["by_month"]]
     assert (wide_months[0], wide_months[-1]) == ("2026-10", "2027-01")  # the log's first, last
+
+
+PROFILE_CHANGES: list[dict[str, Any]] = [
+    {
+        "time": "2027-01-15T09:00:00Z",
+        "actor": "coop-kassanda-diggers",
+        "type": "actor.updated",
+        "subject": "coop-kassanda-diggers",
+        "profile": {
+            "women_led": True,
+            "members": {"women": 40, "total": 100},
+            "leaders": {"women": 4, "total": 8},
+        },
+    },
+    {
+        "time": "2027-01-20T09:00:00Z",
+        "actor": "registrar-ituri",
+        "type": "actor.registered",
+        "subject": "coop-epulu-new",
+        "key": "<generated>",
+        "name": "Epulu New Cooperative (demo)",
+        "roles": ["cooperative"],
+        "country": "CD",
+        "lot_prefix": "EPN-",
+        "profile": {
+            "women_led": False,
+            "members": {"women": 2, "total": 30},
+            "leaders": {"women": 0, "total": 5},
+        },
+    },
+]
+
+
+def test_organisations_as_of_the_end_of_the_period() -> None:
+    # a report for a past period counts the organisations and profiles of that period: a
+    # profile updated and a cooperative registered after `to` do not change it
+    events = load_scenario()["events"] + EXTRA + PROFILE_CHANGES
+    ledger, _ = factories.play_scenario(
+        events, origin=ORIGIN, now=dt.datetime(2027, 2, 1, tzinfo=dt.UTC)
+    )
+    records = sorted(ledger.state.events.values(), key=lambda r: r.seq)
+    stream = [(r.seq, r.event_id, r.body) for r in records]
+    now = gender_report(stream, ledger.state)["organisations"]
+    # now: busia, kassanda (women-led since 2027-01-15), mambasa, tiira, epulu-new
+    assert now["count"] == 5
+    assert now["women_led_share"] == R(0.8, 4, 5)
+    # members 112 + 40 + 41 + 9 + 2 = 204 of 160 + 100 + 58 + 12 + 30 = 360 → 0.5667
+    assert now["women_share_of_members"] == R(0.5667, 204, 360)
+    past = gender_report(stream, ledger.state, date_to="2026-12-31")
+    orgs = past["organisations"]
+    # as on 2026-12-31: the scenario's four profiles (see test_organisations)
+    assert [o["actor"] for o in orgs["items"]] == [
+        "coop-busia-gold",
+        "coop-kassanda-diggers",
+        "coop-mambasa-femmes",
+        "plant-tiira-women",
+    ]
+    assert orgs["women_led_share"] == R(0.75, 3, 4)
+    assert orgs["women_share_of_members"] == R(0.5552, 181, 326)
+    assert orgs["women_share_of_leaders"] == R(0.5556, 15, 27)
+    coops = by_key(past["by_cooperative"], "cooperative")
+    assert "coop-epulu-new" not in coops
+    assert coops["coop-kassanda-diggers"]["organisation"]["women_led"] is False
+    assert coops["coop-kassanda-diggers"]["organisation"]["members"] == {"women": 19, "total": 96}
+    # the last day counts: on 2027-01-15 the update is in
+    on_the_day = gender_report(stream, ledger.state, date_to="2027-01-15")["organisations"]
+    assert on_the_day["women_led_share"] == R(1.0, 4, 4)
