@@ -476,8 +476,9 @@ GENDER_DEFINITIONS: dict[str, str] = {
         "are left out of every payment figure and counted in excluded_small_groups."
     ),
     "organisations": (
-        "Active actors with a profile, as of now (the end of the log); not limited by the "
-        "period. women_led_share = women-led / organisations declaring women_led; "
+        "Active actors with a profile, as they stood at the end of `to` (registered, updated "
+        "and revoked by then; without `to`, as of now, the end of the log). "
+        "women_led_share = women-led / organisations declaring women_led; "
         "women_share_of_members = Σ members.women / Σ members.total; women_share_of_leaders = "
         "Σ leaders.women / Σ leaders.total."
     ),
@@ -540,7 +541,7 @@ def gender_report(
 
     - ``date_from`` / ``date_to``: registrations whose ``time`` falls on those UTC dates
       (inclusive); site indicators come from the latest assessment logged on or before
-      ``date_to``. Organisation indicators are as of now.
+      ``date_to``. Organisations are as they stood on ``date_to`` (as of now without it).
     - ``country``: sites in that country, registrations at them, organisations based there.
     - ``site``: that site, its registrations and its operator's organisation.
     - ``cooperative``: the sites it operates, the lots it registered, its own profile.
@@ -571,6 +572,8 @@ def gender_report(
         return None if found is None else found.country
 
     first_seen: str | None = None  # the months the event stream reaches
+    # with `to`: each actor's name, roles, country, profile and status on that day
+    as_of: dict[str, dict[str, Any]] = {}
     last_seen: str | None = None
     for _seq, event_id, body in events:
         kind = body.get("type")
@@ -591,6 +594,22 @@ def gender_report(
                 history.setdefault(body["site"], []).append(body)
         elif kind == "actor.registered":
             actor_ids.append(body["subject"])
+            if d_to is not None and body["time"][:10] <= d_to:
+                as_of[body["subject"]] = {
+                    "name": body["name"],
+                    "roles": list(body["roles"]),
+                    "country": body["country"],
+                    "profile": body.get("profile"),
+                    "status": "active",
+                }
+        elif kind in ("actor.updated", "actor.revoked"):
+            if d_to is not None and body["time"][:10] <= d_to and body["subject"] in as_of:
+                then = as_of[body["subject"]]
+                if kind == "actor.revoked":
+                    then["status"] = "revoked"
+                for name in ("name", "roles", "profile"):
+                    if name in body:
+                        then[name] = body[name]
         elif kind == "lot.registered":
             if not _in_period(body["time"], d_from, d_to):
                 continue
@@ -666,6 +685,8 @@ def gender_report(
         actor_states = list(actors)
     else:
         actor_states = [a for a in (state.actor(i) for i in actor_ids) if a is not None]
+    if d_to is not None:  # as they stood at the end of the period
+        actor_states = [a.model_copy(update=as_of[a.id]) for a in actor_states if a.id in as_of]
     by_id = {a.id: a for a in actor_states}
     operator = None
     if site is not None:
@@ -691,7 +712,9 @@ def gender_report(
     coop_ids.update(per_coop)
     by_cooperative: list[dict[str, Any]] = []
     for coop_id in sorted(coop_ids):
-        actor = by_id.get(coop_id) or state.actor(coop_id)
+        actor = by_id.get(coop_id)
+        if actor is None and d_to is None:
+            actor = state.actor(coop_id)
         coop_totals = _SiteTotals()
         for site_id in sorted(coop_sites.get(coop_id, set())):
             if site_id in site_indicators:
