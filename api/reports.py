@@ -141,7 +141,8 @@ class ReportWomenOwnedSum(_Shape):
 
 
 class ReportSiteTotals(_Shape):
-    """Sums of the site indicators over the sites of the report (no income)."""
+    """Sums of the site indicators over the sites of the report, of a cooperative, or
+    registered by a month's end (no income)."""
 
     sites: int
     assessed: int
@@ -243,12 +244,14 @@ class GenderReportCooperative(_Shape):
     country: str | None
     sites: list[str]
     registrations: ReportRegistrations
+    site_indicators: ReportSiteTotals
     organisation: ReportOrganisation | None
 
 
 class GenderReportMonth(_Shape):
     month: str = Field(pattern=r"^\d{4}-\d{2}$")
     registrations: ReportRegistrations
+    site_indicators: ReportSiteTotals
 
 
 class ReportFilters(_Shape):
@@ -751,7 +754,8 @@ def export_epcis(
             "content": {"text/csv": _CSV_DOC},
             "description": "One row per lot, in creation order: lot, status, custodian, form, "
             "mass_mg, fineness_ppm, risk, hold, origins, women, men, women_led_fine_mg, "
-            "origin_fine_mg, destination, head.",
+            "origin_fine_mg, destination, head, country (the custodian's), exported, "
+            "open_flags (codes), resolved_flags (code:outcome); lists joined by ';'.",
         },
     },
     summary="Every lot as CSV",
@@ -778,10 +782,12 @@ _env = Environment(
 CHART_TITLES = {
     "trend-producers": "reports.chart.trend_producers",
     "trend-payments": "reports.chart.trend_payments",
+    "trend-gbv": "reports.chart.trend_gbv",
     "site-shares": "reports.chart.site_shares",
     "site-owned": "reports.chart.site_owned",
     "site-income-gap": "reports.chart.site_income_gap",
     "site-gbv": "reports.chart.site_gbv",
+    "org-shares": "reports.chart.org_shares",
     "dd-colours": "reports.chart.dd_colours",
     "dd-mass": "reports.chart.dd_mass",
     "dd-flags": "reports.chart.dd_flags",
@@ -800,7 +806,13 @@ SERIES = {
     "Sites": "reports.series.sites",
     "Mass (g)": "reports.series.mass",
     "Open flags": "reports.series.open_flags",
+    "Women, median per day": "reports.series.income_women",
+    "Men, median per day": "reports.series.income_men",
+    "Women among members": "reports.series.members",
+    "Women among leaders": "reports.series.leaders",
+    "Led by a woman": "reports.series.women_led",
     "Month": "reports.column.month",
+    "Organisation": "reports.column.organisation",
     "Site": "reports.column.site",
     "Colour": "reports.column.colour",
     "Risk": "reports.column.risk",
@@ -813,6 +825,9 @@ LEGEND = {
     "Fine gold, women-led teams": "reports.legend.women_led_fine",
     "Producers (registrations)": "reports.legend.producers",
     "Processing units": "reports.legend.units",
+    "Reports per 30 days": "reports.legend.gbv",
+    "Women among members": "reports.legend.members",
+    "Women among leaders": "reports.legend.leaders",
 }
 _COLOUR_KEYS = {c: f"site.{c}" for c in ("green", "yellow", "red", "blue")}
 _RISK_KEYS = {r: f"risk.{r}" for r in ("low", "medium", "high", "hold")}
@@ -820,6 +835,8 @@ _TEXT = re.compile(r"(<text\b[^>]*>)([^<]*)(</text>)")
 _TITLE = re.compile(r'(<title id="[^"]*">)([^<]*)(</title>)')
 _DESC = re.compile(r'(<desc id="[^"]*">)([^<]*)(</desc>)')
 _FRACTION = re.compile(r"^(?P<value>.+) \((?P<num>-?\d+)/(?P<den>\d+)\)$")
+_MONEY = re.compile(r"^(?P<minor>-?\d+) (?P<currency>[A-Z]{3})$")
+_YES_NO = {"yes": "reports.yes", "no": "reports.no"}
 _DECIMAL_POINT = re.compile(r"(\d)\.(\d)")
 
 
@@ -920,9 +937,15 @@ def _number(lang: str, text: str) -> str:
 
 def _cell(lang: str, cell: str) -> Cell:
     """A table cell of ``ledger.charts`` (``66.7 % (132000000/198000000)``, ``suppressed``,
+    ``450 USD`` (minor units, shown as money), ``yes`` / ``no``,
     ``–``, ``44.8``) as shown on the page: the value, and the exact fraction under it."""
     if cell == "suppressed":
         return Cell(t(lang, "reports.suppressed"), suppressed=True)
+    if cell in _YES_NO:
+        return Cell(t(lang, _YES_NO[cell]))
+    money = _MONEY.match(cell)
+    if money is not None:  # ``450 USD``: minor units
+        return Cell(i18n.money(lang, int(money.group("minor")), money.group("currency")))
     match = _FRACTION.match(cell)
     if match is None:
         return Cell(_number(lang, cell))
@@ -1011,6 +1034,32 @@ def _facts(lang: str, gender: Mapping[str, Any], dd: Mapping[str, Any]) -> list[
             t(lang, "reports.fact.excluded", n=n(lang, excluded)) if excluded else None,
         )
     )
+    orgs = gender["organisations"]
+    share = orgs["women_led_share"]
+    if orgs["count"]:
+        org_lines = [
+            t(
+                lang,
+                "reports.fact.orgs_value",
+                women_led=n(lang, share["numerator"]),
+                known=n(lang, share["denominator"]),
+                share=_pct(lang, share),
+            )
+        ]
+        for group in ("members", "leaders"):
+            if orgs[group]["total"]:
+                org_lines.append(
+                    t(
+                        lang,
+                        f"reports.fact.orgs_{group}",
+                        share=_pct(lang, orgs[f"women_share_of_{group}"]),
+                        women=n(lang, orgs[group]["women"]),
+                        total=n(lang, orgs[group]["total"]),
+                    )
+                )
+    else:
+        org_lines = [t(lang, "reports.fact.orgs_none")]
+    facts.append(Fact(t(lang, "reports.fact.orgs"), org_lines))
     colours = dd["sites"]["by_colour"]
     facts.append(
         Fact(

@@ -226,7 +226,9 @@ class Chart:
     """One dashboard chart: its SVG and the table of the numbers it draws.
 
     ``columns`` head the table; each row starts with its label (month, site…) followed by
-    one text cell per series ("suppressed" for a withheld figure, "–" for no data).
+    one text cell per series ("suppressed" for a withheld figure, "–" for no data): a ratio
+    as ``66.7 % (2/3)``, a money figure as ``<minor units> <currency>`` (``450 USD``), a
+    yes-or-no as ``yes`` / ``no``.
     """
 
     id: str
@@ -256,6 +258,15 @@ def _cell(r: Mapping[str, Any] | None, percent: bool = True) -> str:
     return shown if num is None or den is None else f"{shown} ({num}/{den})"
 
 
+def _money(m: Mapping[str, Any] | None) -> str:
+    """A money figure as ``<amount in minor units> <currency>`` (``450 USD``)."""
+    if m is None:
+        return "–"
+    if m.get("suppressed"):
+        return "suppressed"
+    return f"{int(m['amount_minor'])} {m['currency']}"
+
+
 def _payment(reg: Mapping[str, Any], currency: str) -> Mapping[str, Any] | None:
     for p in reg["payments"]:
         if p["currency"] == currency:
@@ -280,9 +291,11 @@ def report_charts(
     """The dashboard's charts for a ``gender_report`` (and a ``due_diligence_report``).
 
     Trends over months (women's share of producers, women-led fine-gold share, women's
-    share of payments per currency), bars per site (shares, women-owned pits and units,
-    income gap, GBV reports per 30 days) and, with ``due_diligence``, sites by colour, lot
-    mass by risk and open flags by code. Suppressed figures stay suppressed: no bar, no
+    share of payments per currency, GBV reports per 30 days across the sites), bars per
+    site (shares, women-owned pits and units, income gap with the medians in its table,
+    GBV reports per 30 days), bars per organisation (women among members and leaders) and,
+    with ``due_diligence``, sites by colour, lot mass by risk and open flags by code.
+    Suppressed figures stay suppressed: no bar, no
     point, and "suppressed" in the table.
     """
     charts: list[Chart] = []
@@ -338,6 +351,22 @@ def report_charts(
         {k: [_cell(x) for x in v] for k, v in pay.items()},
     )
 
+    gbv_months = [m["site_indicators"]["gbv_per_30_days"] for m in gender["by_month"]]
+    title = "Gender-based violence: reports per 30 days across the sites, by month"
+    add(
+        "trend-gbv",
+        title,
+        line_chart(
+            title,
+            months,
+            {"Reports per 30 days": [_value(g) for g in gbv_months]},
+            chart_id="trend-gbv",
+        ),
+        "Month",
+        months,
+        {"Reports per 30 days": [_cell(g, percent=False) for g in gbv_months]},
+    )
+
     # bars per site
     sites = gender["by_site"]
     labels = [s["name"] or s["site"] for s in sites]
@@ -389,10 +418,8 @@ def report_charts(
         {k: ["–" if x is None else str(x) for x in v] for k, v in owned.items()},
     )
 
-    gaps = [
-        None if ind(s, "daily_income_median") is None else ind(s, "daily_income_median")["gap"]
-        for s in sites
-    ]
+    incomes = [ind(s, "daily_income_median") for s in sites]
+    gaps = [None if i is None else i["gap"] for i in incomes]
     title = "Gap in median daily income, women vs men (1 − women/men)"
     add(
         "site-income-gap",
@@ -406,7 +433,12 @@ def report_charts(
         ),
         "Site",
         labels,
-        {"Income gap": [_cell(g) for g in gaps]},
+        {
+            "Income gap": [_cell(g) for g in gaps],
+            # the medians themselves, in the table only (sites pay in different currencies)
+            "Women, median per day": [_money(None if i is None else i["women"]) for i in incomes],
+            "Men, median per day": [_money(None if i is None else i["men"]) for i in incomes],
+        },
     )
 
     gbv = [ind(s, "gbv_per_30_days") for s in sites]
@@ -420,6 +452,34 @@ def report_charts(
         "Site",
         labels,
         {"Reports per 30 days": [_cell(g, percent=False) for g in gbv]},
+    )
+
+    organisations = gender["organisations"]["items"]
+    org_labels = [o["name"] or o["actor"] for o in organisations]
+    org_shares = {
+        "Women among members": [o["women_share_of_members"] for o in organisations],
+        "Women among leaders": [o["women_share_of_leaders"] for o in organisations],
+    }
+    title = "Women among members and leaders, per organisation"
+    add(
+        "org-shares",
+        title,
+        bar_chart(
+            title,
+            org_labels,
+            {k: [_value(x) for x in v] for k, v in org_shares.items()},
+            percent=True,
+            chart_id="org-shares",
+        ),
+        "Organisation",
+        org_labels,
+        {
+            **{k: [_cell(x) for x in v] for k, v in org_shares.items()},
+            "Led by a woman": [
+                "–" if o["women_led"] is None else "yes" if o["women_led"] else "no"
+                for o in organisations
+            ],
+        },
     )
 
     if due_diligence is not None:

@@ -35,7 +35,14 @@ __all__ = ["GENDER_EVENT_TYPES", "PAGE_SIZE", "ReportSource", "report_source"]
 #: log rows read per query
 PAGE_SIZE = 1000
 #: the event types ``ledger.reports.gender_report`` reads (the others it skips)
-GENDER_EVENT_TYPES = ("actor.registered", "site.registered", "site.assessed", "lot.registered")
+GENDER_EVENT_TYPES = (
+    "actor.registered",
+    "actor.updated",
+    "actor.revoked",
+    "site.registered",
+    "site.assessed",
+    "lot.registered",
+)
 
 
 @dataclass

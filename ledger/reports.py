@@ -476,8 +476,9 @@ GENDER_DEFINITIONS: dict[str, str] = {
         "are left out of every payment figure and counted in excluded_small_groups."
     ),
     "organisations": (
-        "Active actors with a profile, as of now (the end of the log); not limited by the "
-        "period. women_led_share = women-led / organisations declaring women_led; "
+        "Active actors with a profile, as they stood at the end of `to` (registered, updated "
+        "and revoked by then; without `to`, as of now, the end of the log). "
+        "women_led_share = women-led / organisations declaring women_led; "
         "women_share_of_members = Σ members.women / Σ members.total; women_share_of_leaders = "
         "Σ leaders.women / Σ leaders.total."
     ),
@@ -506,7 +507,14 @@ GENDER_DEFINITIONS: dict[str, str] = {
     ),
     "by_month": (
         "Registrations grouped by the YYYY-MM of their `time`, every month from the first to "
-        "the last registration counted."
+        "the last registration counted, or from `from` and to `to` when given (within the "
+        "months of the log's events); each month's site_indicators sum, over the sites "
+        "registered by the month's end, each site's latest site.assessed logged by then (and "
+        "on or before `to`), as `sites` does."
+    ),
+    "by_cooperative": (
+        "Each cooperative's registrations, its organisation profile, and site_indicators: "
+        "the sums of `sites` over the sites it operates."
     ),
     "ratios": (
         "value rounded to 4 decimals (null when the denominator is 0), with the exact "
@@ -533,19 +541,22 @@ def gender_report(
 
     - ``date_from`` / ``date_to``: registrations whose ``time`` falls on those UTC dates
       (inclusive); site indicators come from the latest assessment logged on or before
-      ``date_to``. Organisation indicators are as of now.
+      ``date_to``. Organisations are as they stood on ``date_to`` (as of now without it).
     - ``country``: sites in that country, registrations at them, organisations based there.
     - ``site``: that site, its registrations and its operator's organisation.
     - ``cooperative``: the sites it operates, the lots it registered, its own profile.
 
     Sections: ``registrations`` (totals), ``sites`` (sums of site indicators),
-    ``organisations``, ``by_site``, ``by_cooperative``, ``by_month``; ``definitions``
+    ``organisations``, ``by_site``, ``by_cooperative`` (with the sums of its sites'
+    indicators), ``by_month`` (with the sums of the sites' indicators as of each month's
+    end); ``definitions``
     states each indicator's numerator and denominator, ``suppression`` the small-group rule
     (see the module docstring).
     """
     d_from, d_to = filter_day(date_from), filter_day(date_to)
     site_info: dict[str, dict[str, str]] = {}
     assessed: dict[str, tuple[str, Mapping[str, Any]]] = {}  # site → (event id, body)
+    history: dict[str, list[Mapping[str, Any]]] = {}  # site → its assessments, in log order
     actor_ids: list[str] = []
     coop_sites: dict[str, set[str]] = {}
     total = _Registrations()
@@ -560,19 +571,45 @@ def gender_report(
         found = state.site(site_id)
         return None if found is None else found.country
 
+    first_seen: str | None = None  # the months the event stream reaches
+    # with `to`: each actor's name, roles, country, profile and status on that day
+    as_of: dict[str, dict[str, Any]] = {}
+    last_seen: str | None = None
     for _seq, event_id, body in events:
         kind = body.get("type")
+        month = str(body.get("time", ""))[:7]
+        if month:
+            first_seen = month if first_seen is None else min(first_seen, month)
+            last_seen = month if last_seen is None else max(last_seen, month)
         if kind == "site.registered":
             site_info[body["site"]] = {
                 "name": body["name"],
                 "country": body["country"],
                 "operator": body["operator"],
+                "time": body["time"],
             }
         elif kind == "site.assessed":
             if d_to is None or body["time"][:10] <= d_to:
                 assessed[body["site"]] = (event_id, body)
+                history.setdefault(body["site"], []).append(body)
         elif kind == "actor.registered":
             actor_ids.append(body["subject"])
+            if d_to is not None and body["time"][:10] <= d_to:
+                as_of[body["subject"]] = {
+                    "name": body["name"],
+                    "roles": list(body["roles"]),
+                    "country": body["country"],
+                    "profile": body.get("profile"),
+                    "status": "active",
+                }
+        elif kind in ("actor.updated", "actor.revoked"):
+            if d_to is not None and body["time"][:10] <= d_to and body["subject"] in as_of:
+                then = as_of[body["subject"]]
+                if kind == "actor.revoked":
+                    then["status"] = "revoked"
+                for name in ("name", "roles", "profile"):
+                    if name in body:
+                        then[name] = body[name]
         elif kind == "lot.registered":
             if not _in_period(body["time"], d_from, d_to):
                 continue
@@ -604,6 +641,7 @@ def gender_report(
     site_states.sort(key=lambda s: s.id)
     site_totals = _SiteTotals()
     by_site: list[dict[str, Any]] = []
+    site_indicators: dict[str, Mapping[str, Any] | None] = {}
     for s in site_states:
         coop_sites.setdefault(s.operator, set()).add(s.id)
         assessment: dict[str, Any] | None = None
@@ -626,7 +664,9 @@ def gender_report(
                 "valid_until": last.valid_until,
             }
             indicators = last.indicators
+            history.setdefault(s.id, [{**last.indicators, "time": last.time}])
         site_totals.add(indicators)
+        site_indicators[s.id] = indicators
         by_site.append(
             {
                 "site": s.id,
@@ -645,6 +685,8 @@ def gender_report(
         actor_states = list(actors)
     else:
         actor_states = [a for a in (state.actor(i) for i in actor_ids) if a is not None]
+    if d_to is not None:  # as they stood at the end of the period
+        actor_states = [a.model_copy(update=as_of[a.id]) for a in actor_states if a.id in as_of]
     by_id = {a.id: a for a in actor_states}
     operator = None
     if site is not None:
@@ -670,7 +712,13 @@ def gender_report(
     coop_ids.update(per_coop)
     by_cooperative: list[dict[str, Any]] = []
     for coop_id in sorted(coop_ids):
-        actor = by_id.get(coop_id) or state.actor(coop_id)
+        actor = by_id.get(coop_id)
+        if actor is None and d_to is None:
+            actor = state.actor(coop_id)
+        coop_totals = _SiteTotals()
+        for site_id in sorted(coop_sites.get(coop_id, set())):
+            if site_id in site_indicators:
+                coop_totals.add(site_indicators[site_id])
         by_cooperative.append(
             {
                 "cooperative": coop_id,
@@ -678,13 +726,38 @@ def gender_report(
                 "country": None if actor is None else actor.country,
                 "sites": sorted(coop_sites.get(coop_id, set())),
                 "registrations": per_coop.get(coop_id, _Registrations()).render(),
+                "site_indicators": coop_totals.render(),
                 "organisation": None
                 if actor is None or not actor.profile
                 else _organisation(actor),
             }
         )
 
-    months = _months(min(per_month), max(per_month)) if per_month else []
+    # every month from the first to the last registration; with `from` (`to`), from the
+    # period's first (to its last) month, within the months the log reaches
+    start = min(per_month) if per_month else None
+    end = max(per_month) if per_month else None
+    if d_from is not None and first_seen is not None:
+        start = max(d_from[:7], first_seen)
+    if d_to is not None and last_seen is not None:
+        end = min(d_to[:7], last_seen)
+    months = _months(start, end) if start is not None and end is not None else []
+
+    def sites_by_month_end(month: str) -> dict[str, Any]:
+        """The site totals over the sites registered by the end of ``month``, each with its
+        latest assessment logged by then."""
+        totals = _SiteTotals()
+        for s in site_states:
+            registered = site_info.get(s.id, {}).get("time")
+            if registered is not None and registered[:7] > month:
+                continue
+            latest = None
+            for body in history.get(s.id, []):
+                if body["time"][:7] <= month:
+                    latest = body
+            totals.add(latest)
+        return totals.render()
+
     return {
         "report": "gender",
         "filters": _filters(d_from, d_to, country, site, cooperative),
@@ -700,7 +773,11 @@ def gender_report(
         "by_site": by_site,
         "by_cooperative": by_cooperative,
         "by_month": [
-            {"month": m, "registrations": per_month.get(m, _Registrations()).render()}
+            {
+                "month": m,
+                "registrations": per_month.get(m, _Registrations()).render(),
+                "site_indicators": sites_by_month_end(m),
+            }
             for m in months
         ],
     }
@@ -955,6 +1032,10 @@ LOTS_CSV_COLUMNS = (
     "origin_fine_mg",
     "destination",
     "head",
+    "country",
+    "exported",
+    "open_flags",
+    "resolved_flags",
 )
 
 
@@ -1049,6 +1130,24 @@ def _rows_site(key: str, ind: Mapping[str, Any]) -> Iterator[list[object]]:
     yield from _rows_ratio(scope, key, "gbv_per_30_days", ind["gbv_per_30_days"])
 
 
+def _rows_site_totals(scope: str, key: str, sites: Mapping[str, Any]) -> Iterator[list[object]]:
+    """The sums of site indicators (``_SiteTotals``): counts and shares, no income."""
+    yield from _rows_count(scope, key, "sites", sites["sites"])
+    yield from _rows_count(scope, key, "workforce_women", sites["workforce"]["women"])
+    yield from _rows_count(scope, key, "workforce_men", sites["workforce"]["men"])
+    yield from _rows_ratio(
+        scope, key, "women_share_of_workforce", sites["women_share_of_workforce"]
+    )
+    yield from _rows_ratio(
+        scope, key, "women_share_of_leadership", sites["women_share_of_leadership"]
+    )
+    yield from _rows_count(scope, key, "women_owned_pits", sites["women_owned"]["pits"])
+    yield from _rows_count(
+        scope, key, "women_owned_processing_units", sites["women_owned"]["processing_units"]
+    )
+    yield from _rows_ratio(scope, key, "gbv_per_30_days", sites["gbv_per_30_days"])
+
+
 def _rows_organisation(scope: str, key: str, org: Mapping[str, Any]) -> Iterator[list[object]]:
     yield from _rows_count(scope, key, "women_led", org["women_led"])
     for group in ("members", "leaders"):
@@ -1076,20 +1175,7 @@ def gender_csv(report: Mapping[str, Any]) -> str:
     rows: list[list[object]] = []
     rows += _rows_registrations("total", "all", report["registrations"])
     sites = report["sites"]
-    rows += _rows_count("sites", "all", "sites", sites["sites"])
-    rows += _rows_count("sites", "all", "workforce_women", sites["workforce"]["women"])
-    rows += _rows_count("sites", "all", "workforce_men", sites["workforce"]["men"])
-    rows += _rows_ratio(
-        "sites", "all", "women_share_of_workforce", sites["women_share_of_workforce"]
-    )
-    rows += _rows_ratio(
-        "sites", "all", "women_share_of_leadership", sites["women_share_of_leadership"]
-    )
-    rows += _rows_count("sites", "all", "women_owned_pits", sites["women_owned"]["pits"])
-    rows += _rows_count(
-        "sites", "all", "women_owned_processing_units", sites["women_owned"]["processing_units"]
-    )
-    rows += _rows_ratio("sites", "all", "gbv_per_30_days", sites["gbv_per_30_days"])
+    rows += _rows_site_totals("sites", "all", sites)
     orgs = report["organisations"]
     rows += _rows_count("organisations", "all", "organisations", orgs["count"])
     rows += _rows_count("organisations", "all", "women_led", orgs["women_led"])
@@ -1104,10 +1190,12 @@ def gender_csv(report: Mapping[str, Any]) -> str:
             rows += _rows_site(item["site"], item["indicators"])
     for item in report["by_cooperative"]:
         rows += _rows_registrations("cooperative", item["cooperative"], item["registrations"])
+        rows += _rows_site_totals("cooperative", item["cooperative"], item["site_indicators"])
         if item["organisation"] is not None:
             rows += _rows_organisation("cooperative", item["cooperative"], item["organisation"])
     for item in report["by_month"]:
         rows += _rows_registrations("month", item["month"], item["registrations"])
+        rows += _rows_site_totals("month", item["month"], item["site_indicators"])
     for row in rows:
         writer.writerow([_cell(v) for v in row])
     return buf.getvalue()
@@ -1119,13 +1207,19 @@ def lots_csv(lots: Iterable[LotState], state: StateLookup) -> str:
     ``origins`` are the origin site ids joined by ``;``; ``women``, ``men``,
     ``women_led_fine_mg`` and ``origin_fine_mg`` come from the lot's gender summary
     (PROTOCOL.md section 7; counts and fine gold only, no payment); ``hold`` is
-    ``true``/``false``; ``destination`` is empty when none is recorded.
+    ``true``/``false``; ``destination`` is empty when none is recorded; ``country`` is the
+    custodian's; ``exported`` whether the lot was ever exported on its own chain;
+    ``open_flags`` the codes of its open flags and ``resolved_flags`` ``code:outcome`` of
+    its resolved ones, sorted and joined by ``;``.
     """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(LOTS_CSV_COLUMNS)
     for lot in sorted(lots, key=lambda x: (x.created_seq, x.lot)):
         summary = gender_summary(cast(StateReader, state), lot)  # reads only state.lot
+        custodian = state.actor(lot.custodian)
+        open_flags = sorted(f.code for f in lot.flags if f.status == "open")
+        resolved = sorted(f"{f.code}:{f.outcome}" for f in lot.flags if f.status == "resolved")
         writer.writerow(
             [
                 _cell(v)
@@ -1145,6 +1239,10 @@ def lots_csv(lots: Iterable[LotState], state: StateLookup) -> str:
                     summary["origin_fine_mg"],
                     lot.destination,
                     lot.head,
+                    None if custodian is None else custodian.country,
+                    lot.exported,
+                    ";".join(open_flags),
+                    ";".join(resolved),
                 )
             ]
         )

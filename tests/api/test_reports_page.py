@@ -30,6 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts"
 HOST = "http://goldtrail.test"
 _SPACE = re.compile(r"[ \t\n\r\f]+")
+#: table columns that no chart draws (the medians: two currencies share no axis)
+TABLE_ONLY = {"Women, median per day", "Men, median per day", "Led by a woman"}
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
 
 
@@ -147,12 +149,18 @@ def pages(played: Played) -> dict[str, Any]:
 
 
 _FRACTION = re.compile(r"^(?P<value>.+) \((?P<num>-?\d+)/(?P<den>\d+)\)$")
+_MONEY = re.compile(r"^(?P<minor>-?\d+) (?P<currency>[A-Z]{3})$")
 
 
 def expected_cell(lang: str, cell: str) -> tuple[str, str]:
     """(value, exact fraction) as the page shows a cell of ``ledger.charts``."""
     if cell == "suppressed":
         return t(lang, "reports.suppressed"), ""
+    if cell in ("yes", "no"):
+        return {"en": {"yes": "Yes", "no": "No"}, "fr": {"yes": "Oui", "no": "Non"}}[lang][cell], ""
+    money = _MONEY.match(cell)
+    if money is not None:  # a median daily income, in minor units
+        return i18n.money(lang, int(money.group("minor")), money.group("currency")), ""
     match = _FRACTION.match(cell)
     value, detail = (cell, "") if match is None else (match.group("value"), "")
     if match is not None:
@@ -249,8 +257,20 @@ def test_dashboard_in_english(pages: dict[str, Any], charts: list[Chart]) -> Non
         "MAK-2026-0002",
         "2; time to resolve: median 71 h, longest 94 h",
         "Site colours as of 1 Feb 2027",
+        # organisations (issue 7: "women-led organisations and women's share of members
+        # and leaders"): 3 of 4 women-led; members 181 of 326, leaders 15 of 27
+        "Organisations led by women 3 of 4 (75.0 %)",
+        "Women among members: 55.5 % (181 of 326)",
+        "Women among leaders: 55.6 % (15 of 27)",
+        "Women among members and leaders, per organisation",
+        # the medians of daily income beside the gap (minor units shown as money)
+        "UGX 10,000",
+        "USD 4.50",
+        "USD 6.00",
     ):
         assert expected in text, expected
+    # Epulu's 3 women's median (300 minor units of USD) is shown nowhere
+    assert "USD 3.00" not in text
     # the small groups' payments are in no form anywhere on the page (MAK-2026-0002's, and
     # KIT-2026-0007's 60 000 UGX into 1 woman's hands)
     assert not re.search(r"30[ ,\u202f]?000[ ,\u202f]?000|20[ ,\u202f]?000[ ,\u202f]?000", html)
@@ -285,6 +305,12 @@ def test_dashboard_in_french(pages: dict[str, Any], charts: list[Chart]) -> None
         "Part des paiements remis aux femmes, par mois",
         "1 700 000 / 2 400 000",
         "masqué",
+        "Organisations dirigées par des femmes 3 sur 4 (75,0 %)",
+        "Femmes parmi les membres : 55,5 % (181 sur 326)",
+        "Femmes parmi les dirigeants : 55,6 % (15 sur 27)",
+        "10 000 UGX",
+        "4,50 USD",
+        "Femmes parmi les membres et les dirigeants, par organisation",
     ):
         assert expected in text, expected
     # the SVGs speak French too: titles, legends, labels, accessible descriptions
@@ -292,9 +318,10 @@ def test_dashboard_in_french(pages: dict[str, Any], charts: list[Chart]) -> None
         svg = root.one("div", id=chart.id).one("svg")
         assert svg.one("desc").text().startswith(t("fr", CHART_TITLES[chart.id]))
         texts = [n.text() for n in svg.all("text")]
-        for name in chart.columns[1:]:
+        drawn = [c for c in chart.columns[1:] if c not in TABLE_ONLY]
+        for name in drawn:
             key = LEGEND.get(name) or SERIES.get(name)
-            if key is not None and len(chart.columns) > 2:  # a legend is drawn
+            if key is not None and len(drawn) > 1:  # a legend is drawn
                 assert t("fr", key) in texts, (chart.id, name)
     colours = [n.text() for n in root.one("div", id="dd-colours").one("svg").all("text")]
     assert {"Vert", "Jaune", "Rouge", "Bleu"} <= set(colours)

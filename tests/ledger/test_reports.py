@@ -858,8 +858,22 @@ def test_lots_csv(base: tuple[MemoryLedger, Events]) -> None:
         "women_led_fine_mg": "37537",
         "origin_fine_mg": "44817",
         "destination": "",
+        # issue 7 "its state": where the lot is, whether it left a country, and why its
+        # risk is what it is: KIT-2026-0007's site_yellow (Kitumbi, yellow) and
+        # MAK-2026-0001's cahra_origin (Makala, CAHRA) are still open on the bar; the
+        # mercury flag was resolved on KLA-2026-0101 before the refining
+        "country": "CH",
+        "exported": "false",
+        "open_flags": "cahra_origin;site_yellow",
+        "resolved_flags": "",
     }
     assert re.fullmatch(r"[0-9a-f]{64}", bar["head"])
+    kla = rows[5]
+    # exported from Uganda by exporter-kampala, then accepted in Switzerland (which clears
+    # the destination); its mercury flag resolved as remediated (retorts issued)
+    assert (kla["country"], kla["exported"], kla["destination"]) == ("CH", "true", "")
+    assert kla["open_flags"] == "cahra_origin;site_yellow"
+    assert kla["resolved_flags"] == "mercury_worst_practice:remediated"
     mak = rows[1]
     # MAK-2026-0001 weighed 38 240 mg on receipt (min of 38 250 and 38 240); consumed
     assert (mak["status"], mak["mass_mg"], mak["women"], mak["men"]) == (
@@ -1018,3 +1032,240 @@ def test_count_charts_have_whole_number_axes(extended: tuple[MemoryLedger, Event
         assert [x for x in texts if re.fullmatch(r"[\d.]+", x)] == ticks, chart_id
     owned = re.findall(r"<text\b[^>]*>([^<]*)</text>", by_id["site-owned"].svg)
     assert not [x for x in owned if re.fullmatch(r"\d+\.\d+", x)]
+
+
+def test_organisation_chart_and_income_medians(extended: tuple[MemoryLedger, Events]) -> None:
+    # issue 7: "women-led organisations and women's share of members and leaders" and "the
+    # median daily income of women and men and the gap between them" are on the dashboard,
+    # not only in the JSON: a chart of the organisations and the medians beside the gap
+    ledger, events = extended
+    gender = gender_report(events, ledger.state)
+    dd = due_diligence_report(events, ledger.state, today="2027-02-01")
+    by_id = {c.id: c for c in report_charts(gender, dd)}
+    orgs = by_id["org-shares"]
+    _check_svg(orgs.svg, orgs.title)
+    assert orgs.columns == [
+        "Organisation",
+        "Women among members",
+        "Women among leaders",
+        "Led by a woman",
+    ]
+    assert orgs.rows == [
+        # 112/160 = 0.7; 6/9 = 0.6667
+        ["Busia Gold Miners Cooperative Society", "70.0 % (112/160)", "66.7 % (6/9)", "yes"],
+        # 19/96 = 0.1979; 1/8 = 0.125
+        ["Kassanda Artisanal Diggers Association", "19.8 % (19/96)", "12.5 % (1/8)", "no"],
+        # 41/58 = 0.7069; 5/7 = 0.7143
+        ["Coopérative des femmes minières de Mambasa", "70.7 % (41/58)", "71.4 % (5/7)", "yes"],
+        # 9/12 = 0.75; 3/3 = 1
+        ["Tiira Women's Ore Processing Plant", "75.0 % (9/12)", "100.0 % (3/3)", "yes"],
+    ]
+    # the medians as assessed, in minor units with their currency, beside the gap; Epulu's
+    # women (3 in the workforce) are too few to show
+    income = by_id["site-income-gap"]
+    assert income.columns == ["Site", "Income gap", "Women, median per day", "Men, median per day"]
+    assert {row[0]: row[1:] for row in income.rows} == {
+        # (12 000 − 10 000) / 12 000 = 0.1667
+        "Tiira hard-rock site": ["16.7 % (2000/12000)", "10000 UGX", "12000 UGX"],
+        # (9 000 − 2 000) / 9 000 = 0.7778
+        "Kitumbi pits": ["77.8 % (7000/9000)", "2000 UGX", "9000 UGX"],
+        "Nalutuntu pits": ["–", "–", "–"],
+        "Epulu river site": ["suppressed", "suppressed", "500 USD"],
+        # (600 − 450) / 600 = 0.25
+        "Makala alluvial site": ["25.0 % (150/600)", "450 USD", "600 USD"],
+    }
+    # only the gap is drawn: two currencies' medians share no axis
+    assert "Women, median per day" not in income.svg
+    # no income figure about Epulu's 3 women anywhere: not in the table, not drawn
+    assert "300" not in " ".join(" ".join(r) for r in income.rows)
+
+
+def test_site_indicators_per_cooperative(base: tuple[MemoryLedger, Events]) -> None:
+    # issue 7: "per site, per cooperative and over time (monthly)": women-owned pits and
+    # processing units, women's share of the workforce and of site leaders, GBV reports per
+    # 30 days, summed over the sites each cooperative operates (its latest assessments)
+    ledger, events = base
+    coops = by_key(gender_report(events, ledger.state)["by_cooperative"], "cooperative")
+    mambasa = coops["coop-mambasa-femmes"]["site_indicators"]  # Makala alone
+    assert (mambasa["sites"], mambasa["assessed"]) == (1, 1)
+    # workforce 46 women, 71 men: 46 / 117 = 0.3932
+    assert mambasa["women_share_of_workforce"] == R(0.3932, 46, 117)
+    assert mambasa["women_share_of_leadership"] == R(0.7143, 5, 7)
+    assert mambasa["women_owned"] == {"pits": 4, "processing_units": 1, "sites": 1}
+    # 3 reports in 90 days: 1 per 30 days
+    assert mambasa["gbv_per_30_days"] == R(1.0, 1, 1)
+    busia = coops["coop-busia-gold"]["site_indicators"]  # Tiira: 230 / 370 = 0.6216
+    assert busia["women_share_of_workforce"] == R(0.6216, 230, 370)
+    assert busia["women_owned"] == {"pits": 11, "processing_units": 15, "sites": 1}
+    assert busia["gbv_per_30_days"] == R(3.0, 3, 1)
+    kassanda = coops["coop-kassanda-diggers"]["site_indicators"]  # Kitumbi: 35 / 215
+    assert kassanda["women_share_of_workforce"] == R(0.1628, 35, 215)
+    assert kassanda["gbv_per_30_days"] == R(11.0, 11, 1)
+    # no income figure in a sum over sites (a median of medians is not a median)
+    assert "daily_income_median" not in json.dumps(coops)
+
+
+def test_site_indicators_per_cooperative_with_an_unassessed_site(
+    extended: tuple[MemoryLedger, Events],
+) -> None:
+    ledger, events = extended
+    coops = by_key(gender_report(events, ledger.state)["by_cooperative"], "cooperative")
+    kassanda = coops["coop-kassanda-diggers"]["site_indicators"]  # Kitumbi and Nalutuntu
+    assert (kassanda["sites"], kassanda["assessed"]) == (2, 1)
+    assert kassanda["gbv_per_30_days"] == R(11.0, 11, 1)
+    mambasa = coops["coop-mambasa-femmes"]["site_indicators"]  # Makala and Epulu
+    assert (mambasa["sites"], mambasa["assessed"]) == (2, 2)
+    # 1 (Makala: 3 in 90 days) + 1 (Epulu: 2 in 60 days) = 2 per 30 days
+    assert mambasa["gbv_per_30_days"] == R(2.0, 2, 1)
+    assert mambasa["workforce"] == {"women": 49, "men": 111, "sites": 2}
+
+
+def test_site_indicators_by_month(extended: tuple[MemoryLedger, Events]) -> None:
+    # over time: each month shows the sites registered by its end, with their latest
+    # assessment logged by its end
+    ledger, events = extended
+    months = by_key(gender_report(events, ledger.state)["by_month"], "month")
+    assert list(months) == ["2026-11", "2026-12", "2027-01"]
+    nov = months["2026-11"]["site_indicators"]
+    # Makala, Tiira, Kitumbi (assessed 2026-10-30); Epulu and Nalutuntu come in December
+    assert (nov["sites"], nov["assessed"]) == (3, 3)
+    assert nov["gbv_per_30_days"] == R(15.0, 15, 1)  # 1 + 3 + 11
+    assert nov["women_share_of_workforce"] == R(0.443, 311, 702)
+    assert nov["women_owned"] == {"pits": 15, "processing_units": 16, "sites": 3}
+    dec = months["2026-12"]["site_indicators"]
+    assert (dec["sites"], dec["assessed"]) == (5, 4)
+    assert dec["gbv_per_30_days"] == R(16.0, 16, 1)  # + Epulu's 2 in 60 days
+    # women 311 + 3 = 314, men 391 + 40 = 431: 314 / 745 = 0.4215
+    assert dec["women_share_of_workforce"] == R(0.4215, 314, 745)
+    assert dec["women_share_of_leadership"] == R(0.5, 12, 24)  # Epulu assessed none
+    assert months["2027-01"]["site_indicators"] == dec
+    # a country filter keeps its own sites in every month: Uganda's Tiira and Kitumbi in
+    # November, Nalutuntu (unassessed) from December
+    ug = by_key(gender_report(events, ledger.state, country="UG")["by_month"], "month")
+    assert ug["2026-11"]["site_indicators"]["gbv_per_30_days"] == R(14.0, 14, 1)
+    assert (
+        ug["2026-12"]["site_indicators"]["sites"],
+        ug["2026-12"]["site_indicators"]["assessed"],
+    ) == (3, 2)
+
+
+def test_site_indicators_in_the_csv(extended: tuple[MemoryLedger, Events]) -> None:
+    ledger, events = extended
+    text = gender_csv(gender_report(events, ledger.state))
+    rows = {(r["scope"], r["key"], r["indicator"]): r for r in csv.DictReader(io.StringIO(text))}
+    assert rows[("month", "2026-12", "gbv_per_30_days")]["value"] == "16.0"
+    assert rows[("month", "2026-11", "women_owned_pits")]["value"] == "15"
+    gbv = rows[("cooperative", "coop-mambasa-femmes", "gbv_per_30_days")]
+    assert (gbv["value"], gbv["numerator"], gbv["denominator"]) == ("2.0", "2", "1")
+    share = rows[("cooperative", "coop-busia-gold", "women_share_of_workforce")]
+    assert (share["value"], share["numerator"], share["denominator"]) == ("0.6216", "230", "370")
+
+
+def test_gbv_trend_chart(extended: tuple[MemoryLedger, Events]) -> None:
+    # the dashboard's trend lines over months include the GBV reports per 30 days across
+    # the sites (Epulu's 2 in 60 days join in December: 15, then 16)
+    ledger, events = extended
+    gender = gender_report(events, ledger.state)
+    by_id = {c.id: c for c in report_charts(gender)}
+    trend = by_id["trend-gbv"]
+    _check_svg(trend.svg, trend.title)
+    assert trend.columns == ["Month", "Reports per 30 days"]
+    assert trend.rows == [
+        ["2026-11", "15 (15/1)"],
+        ["2026-12", "16 (16/1)"],
+        ["2027-01", "16 (16/1)"],
+    ]
+    assert [c.id for c in report_charts(gender)][:3] == [
+        "trend-producers",
+        "trend-payments",
+        "trend-gbv",
+    ]
+
+
+def test_the_monthly_series_covers_the_period_asked_for(
+    extended: tuple[MemoryLedger, Events],
+) -> None:
+    # from=2026-10-01 to=2027-03-31: every month of the period that the log reaches is a
+    # row (October: no registration, no site assessed by its end... but the sites assessed
+    # on 2026-10-30 are), up to the log's last event (2027-01-10); none after it
+    ledger, events = extended
+    report = gender_report(events, ledger.state, date_from="2026-10-01", date_to="2027-03-31")
+    months = by_key(report["by_month"], "month")
+    assert list(months) == ["2026-10", "2026-11", "2026-12", "2027-01"]
+    october = months["2026-10"]
+    assert october["registrations"]["lots"] == 0
+    assert october["registrations"]["women_share_of_producers"] == R(None, 0, 0)
+    # Makala, Tiira and Kitumbi were registered and assessed on 2026-10-30
+    assert october["site_indicators"]["gbv_per_30_days"] == R(15.0, 15, 1)
+    assert months["2026-11"]["registrations"]["lots"] == 4
+    # a period far wider than the log gives no row outside the log's months
+    wide = gender_report(events, ledger.state, date_from="1990-01-01", date_to="2099-12-31")
+    wide_months = [m["month"] for m in wide["by_month"]]
+    assert (wide_months[0], wide_months[-1]) == ("2026-10", "2027-01")  # the log's first, last
+
+
+PROFILE_CHANGES: list[dict[str, Any]] = [
+    {
+        "time": "2027-01-15T09:00:00Z",
+        "actor": "coop-kassanda-diggers",
+        "type": "actor.updated",
+        "subject": "coop-kassanda-diggers",
+        "profile": {
+            "women_led": True,
+            "members": {"women": 40, "total": 100},
+            "leaders": {"women": 4, "total": 8},
+        },
+    },
+    {
+        "time": "2027-01-20T09:00:00Z",
+        "actor": "registrar-ituri",
+        "type": "actor.registered",
+        "subject": "coop-epulu-new",
+        "key": "<generated>",
+        "name": "Epulu New Cooperative (demo)",
+        "roles": ["cooperative"],
+        "country": "CD",
+        "lot_prefix": "EPN-",
+        "profile": {
+            "women_led": False,
+            "members": {"women": 2, "total": 30},
+            "leaders": {"women": 0, "total": 5},
+        },
+    },
+]
+
+
+def test_organisations_as_of_the_end_of_the_period() -> None:
+    # a report for a past period counts the organisations and profiles of that period: a
+    # profile updated and a cooperative registered after `to` do not change it
+    events = load_scenario()["events"] + EXTRA + PROFILE_CHANGES
+    ledger, _ = factories.play_scenario(
+        events, origin=ORIGIN, now=dt.datetime(2027, 2, 1, tzinfo=dt.UTC)
+    )
+    records = sorted(ledger.state.events.values(), key=lambda r: r.seq)
+    stream = [(r.seq, r.event_id, r.body) for r in records]
+    now = gender_report(stream, ledger.state)["organisations"]
+    # now: busia, kassanda (women-led since 2027-01-15), mambasa, tiira, epulu-new
+    assert now["count"] == 5
+    assert now["women_led_share"] == R(0.8, 4, 5)
+    # members 112 + 40 + 41 + 9 + 2 = 204 of 160 + 100 + 58 + 12 + 30 = 360 → 0.5667
+    assert now["women_share_of_members"] == R(0.5667, 204, 360)
+    past = gender_report(stream, ledger.state, date_to="2026-12-31")
+    orgs = past["organisations"]
+    # as on 2026-12-31: the scenario's four profiles (see test_organisations)
+    assert [o["actor"] for o in orgs["items"]] == [
+        "coop-busia-gold",
+        "coop-kassanda-diggers",
+        "coop-mambasa-femmes",
+        "plant-tiira-women",
+    ]
+    assert orgs["women_led_share"] == R(0.75, 3, 4)
+    assert orgs["women_share_of_members"] == R(0.5552, 181, 326)
+    assert orgs["women_share_of_leaders"] == R(0.5556, 15, 27)
+    coops = by_key(past["by_cooperative"], "cooperative")
+    assert "coop-epulu-new" not in coops
+    assert coops["coop-kassanda-diggers"]["organisation"]["women_led"] is False
+    assert coops["coop-kassanda-diggers"]["organisation"]["members"] == {"women": 19, "total": 96}
+    # the last day counts: on 2027-01-15 the update is in
+    on_the_day = gender_report(stream, ledger.state, date_to="2027-01-15")["organisations"]
+    assert on_the_day["women_led_share"] == R(1.0, 4, 4)
