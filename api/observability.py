@@ -23,6 +23,7 @@ from prometheus_client import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import schemas
+from api.errors import internal_error
 
 if TYPE_CHECKING:
     from api.runtime import Runtime
@@ -145,6 +146,7 @@ class RequestContext:
         self.app = app
         self.metrics_of = metrics_of
         self.access = logging.getLogger("goldtrail.access")
+        self.errors = logging.getLogger("goldtrail.api")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -182,10 +184,21 @@ class RequestContext:
         started = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # an error nobody foresaw: logged here, under the request's id, and answered
+            # here (a problem with the id echoed), so that it is timed, counted and has its
+            # access line like every other request; Starlette's outermost handler would log
+            # and answer it after the id is gone
+            self.errors.exception(
+                "unexpected error on %s %s",
+                scope["method"],
+                getattr(scope.get("route"), "path", "unmatched"),
+            )
+            if status != 0:  # the answer had begun: the server can only close the connection
+                raise
+            await internal_error()(scope, receive, send_with_id)
         finally:
             request_id.reset(token)
-        # as before: a request whose handler raised is answered (500) and logged by the
-        # outermost error handler, outside this middleware
         method = scope["method"]
         path = getattr(scope.get("route"), "path", "unmatched")
         metrics = self.metrics_of()

@@ -5,18 +5,23 @@ database password, no event body."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlalchemy.engine import make_url
 
+from api.observability import JsonFormatter
 from ledger import tables
 from ledger.protocol import public_key_hex
 from ledger.store import make_engine, read_seed_file
 from tests import factories
+from tests.api.conftest import open_api
 from tests.ops.conftest import Server, behind_the_stores_back
 
 CANARY_NAME = "Amani Canary-Kahindo"
@@ -108,3 +113,48 @@ def test_request_logs_are_json_with_the_request_id_and_no_secrets(
     for value in personal:
         assert value not in text, value
     assert '"body"' not in text
+
+
+def test_an_unexpected_error_is_logged_counted_and_answered_under_its_request_id(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 8, "a request id on every line" and "request latency histograms": the line
+    that matters most, a 500 nobody foresaw, carries the request id of its request, is
+    followed by its access line, is timed and counted, and its answer echoes the id."""
+    api = open_api(f"sqlite:///{tmp_path}/ledger.db", tmp_path)
+    request.addfinalizer(api.close)
+
+    def boom() -> Any:
+        raise RuntimeError("the disk said no")
+
+    monkeypatch.setattr(api.app.state.runtime.store, "log_info", boom)
+    client = TestClient(api.app, raise_server_exceptions=False)
+    lines: list[str] = []  # formatted as they are logged (the request id is read then)
+    handler = logging.Handler()
+    handler.setFormatter(JsonFormatter())
+    handler.emit = lambda record: lines.append(handler.format(record))  # type: ignore[method-assign]
+    logger = logging.getLogger("goldtrail")
+    logger.addHandler(handler)
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    try:
+        broken = client.get("/v1/log", headers={"X-Request-ID": "ops-500"})
+    finally:
+        logger.removeHandler(handler)
+    assert broken.status_code == 500
+    assert broken.headers["content-type"].startswith("application/problem+json")
+    assert broken.json()["code"] == "internal"
+    assert broken.headers["x-request-id"] == "ops-500"
+
+    entries = [json.loads(line) for line in lines]
+    mine = [e for e in entries if e["request_id"] == "ops-500"]
+    errors = [e for e in mine if e["level"] == "error"]
+    assert errors, entries
+    assert errors[0]["error"] == "RuntimeError: the disk said no"
+    assert [(e["path"], e["status"], e.get("code")) for e in mine if "status" in e] == [
+        ("/v1/log", 500, "internal")
+    ]
+    assert not [e for e in entries if e["request_id"] == "-"], entries
+
+    text = client.get("/metrics").text
+    assert 'goldtrail_events_refused_total{code="internal"} 1.0' in text
+    assert 'goldtrail_request_seconds_count{method="GET",route="/v1/log"} 1.0' in text
