@@ -27,6 +27,7 @@ from ledger.store import (
     Ledger,
     create_seed_file,
     open_ledger,
+    postgresql_fsync_off,
     read_seed_file,
 )
 from ledger.verify import verify_bundle
@@ -148,6 +149,12 @@ class Runtime:
         )
         runtime = cls(settings, store, clock)
         runtime.database_file = _sqlite_file(store)
+        if postgresql_fsync_off(store.engine):
+            log.warning(
+                "PostgreSQL runs with fsync off: a crash or power cut of its machine can lose "
+                "events already acknowledged with a signed receipt. Turn fsync on in "
+                "postgresql.conf for a production log."
+            )
         if store.size() == 0 and settings.registrar_key is None:
             runtime._start_with_generated_registrar()
         runtime.startup_check = quick_check(store.engine, store.verifier_key)

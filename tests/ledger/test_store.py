@@ -25,7 +25,15 @@ from ledger.audit import audit
 from ledger.checkpoint import Checkpoint, LogSigner, open_checkpoint
 from ledger.errors import ConflictError, IntegrityError, LedgerError, RuleError, SchemaError
 from ledger.protocol import event_id, public_key_hex, sign_body
-from ledger.store import Ledger, Receipt, make_engine, migrate, open_ledger, write_transaction
+from ledger.store import (
+    Ledger,
+    Receipt,
+    make_engine,
+    migrate,
+    open_ledger,
+    postgresql_fsync_off,
+    write_transaction,
+)
 from ledger.verify import verify_bundle
 from tests import factories
 
@@ -164,9 +172,34 @@ def test_sqlite_engine_settings(tmp_path: Path) -> None:
     try:
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            # FULL (issue 8: never lose a signed event): with NORMAL a power cut may drop
+            # commits already acknowledged with a signed checkpoint, and the log would then
+            # sign another root for the same size
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+    finally:
+        engine.dispose()
+
+
+def test_postgresql_sessions_never_commit_asynchronously(postgres_url: str) -> None:
+    """Issue 8, never lose a signed event: the throwaway test server sets
+    synchronous_commit off, as a careless production one might; the store's sessions turn
+    it on, and the fsync check says what goldtrail cannot change."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(postgres_url)
+    with psycopg.connect(
+        host=parsed.host, port=parsed.port, user=parsed.username, dbname=parsed.database
+    ) as raw:
+        assert raw.execute("SHOW synchronous_commit").fetchone() == ("off",)
+    engine = make_engine(postgres_url)
+    try:
+        for _ in range(2):  # a fresh connection, then one from the pool
+            with engine.begin() as conn:
+                assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+        assert postgresql_fsync_off(engine)  # the test server runs without fsync
     finally:
         engine.dispose()
 
