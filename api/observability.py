@@ -110,7 +110,17 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
-        self.log_size = Gauge("goldtrail_log_size", "Entries in the log", registry=self.registry)
+        self.log_size = Gauge(
+            "goldtrail_log_size",
+            "Entries in the log (the last value read, when the database does not answer)",
+            registry=self.registry,
+        )
+        self.ready = Gauge(
+            "goldtrail_ready",
+            "1 when this /readyz check passes, else 0 (database, log_key, integrity, audit)",
+            ["check"],
+            registry=self.registry,
+        )
         self.group_size = Histogram(
             "goldtrail_append_group_size",
             "Single appends (POST /v1/events) written together in one transaction",
@@ -269,7 +279,16 @@ def install_observability(app: FastAPI) -> None:
         responses={200: {"content": {"text/plain": {}}, "description": "Prometheus"}},
     )
     def metrics_endpoint() -> Response:
-        """Prometheus metrics: appends, refusals by code, latency, log size."""
+        """Prometheus metrics: appends, refusals by code, latency, log size, and each
+        readiness check as a gauge. Answers even when the database does not."""
         runtime = _runtime(app)
-        runtime.metrics.log_size.set(runtime.store.size())
+        for check, passed in runtime.readiness().items():
+            if isinstance(passed, bool):
+                runtime.metrics.ready.labels(check).set(1 if passed else 0)
+        try:
+            runtime.metrics.log_size.set(runtime.store.size())
+        except Exception as e:  # the gauges say what is wrong; keep the last size
+            logging.getLogger("goldtrail.api").warning(
+                "/metrics could not read the log's size: %s", _error_line(e)
+            )
         return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -116,7 +116,10 @@ def test_request_logs_are_json_with_the_request_id_and_no_secrets(
 
 
 def test_an_unexpected_error_is_logged_counted_and_answered_under_its_request_id(
-    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Issue 8, "a request id on every line" and "request latency histograms": the line
     that matters most, a 500 nobody foresaw, carries the request id of its request, is
@@ -135,9 +138,9 @@ def test_an_unexpected_error_is_logged_counted_and_answered_under_its_request_id
     handler.emit = lambda record: lines.append(handler.format(record))  # type: ignore[method-assign]
     logger = logging.getLogger("goldtrail")
     logger.addHandler(handler)
-    monkeypatch.setattr(logger, "level", logging.INFO)
     try:
-        broken = client.get("/v1/log", headers={"X-Request-ID": "ops-500"})
+        with caplog.at_level(logging.INFO, logger="goldtrail"):  # setLevel: no stale cache
+            broken = client.get("/v1/log", headers={"X-Request-ID": "ops-500"})
     finally:
         logger.removeHandler(handler)
     assert broken.status_code == 500

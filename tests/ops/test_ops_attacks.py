@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -321,3 +322,44 @@ def test_a_postgresql_without_fsync_is_a_warning_at_start(
         assert warnings and "PostgreSQL runs with fsync off" in warnings[0], caplog.text
     else:
         assert not warnings
+
+
+def _ready_gauges(text: str) -> dict[str, float]:
+    found = re.findall(r'^goldtrail_ready\{check="([a-z_]+)"\} ([0-9.]+)$', text, re.M)
+    return {check: float(value) for check, value in found}
+
+
+def test_metrics_say_which_readiness_check_fails_and_answer_when_the_database_does_not(
+    sqlite_app: tuple[TestClient, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 8, /metrics ("must see when something goes wrong"): a Prometheus server that
+    scrapes /metrics sees each /readyz check as a gauge, and still gets its metrics when
+    the database cannot be read (the log size is then its last known value)."""
+    client, key_file, _db = sqlite_app
+    sound = client.get("/metrics")
+    assert sound.status_code == 200
+    assert _ready_gauges(sound.text) == {
+        "database": 1.0,
+        "log_key": 1.0,
+        "integrity": 1.0,
+        "audit": 1.0,
+    }
+    size = client.get("/v1/log").json()["size"]
+    assert f"goldtrail_log_size {float(size)}" in sound.text
+
+    original = key_file.read_bytes()
+    key_file.unlink()
+    assert _ready_gauges(client.get("/metrics").text)["log_key"] == 0.0
+    key_file.write_bytes(original)
+
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+
+    def down(*_args: Any, **_kwargs: Any) -> Any:
+        raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(runtime.store, "size", down)
+    monkeypatch.setattr(runtime.store.engine, "connect", down)
+    blind = client.get("/metrics")
+    assert blind.status_code == 200, blind.text
+    assert _ready_gauges(blind.text)["database"] == 0.0
+    assert f"goldtrail_log_size {float(size)}" in blind.text
