@@ -78,7 +78,8 @@ def _error_line(error: BaseException | None) -> str:
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    """Send goldtrail's and uvicorn's logs to stderr as JSON lines."""
+    """Send goldtrail's and uvicorn's logs to stderr as JSON lines, and every library's
+    warnings and errors (SQLAlchemy's pool, asyncio, Python's warnings) too."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     for name in ("goldtrail", "uvicorn", "uvicorn.error"):
@@ -87,6 +88,12 @@ def configure_logging(level: int = logging.INFO) -> None:
         logger.setLevel(level)
         logger.propagate = False
     logging.getLogger("uvicorn.access").disabled = True  # our access line replaces it
+    # the rest reaches the root logger: without a handler there, Python would print its
+    # warnings and errors as bare text (logging's last resort), one line of JSON among many
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.WARNING)
+    logging.captureWarnings(True)
 
 
 class Metrics:

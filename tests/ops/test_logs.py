@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from ledger.protocol import public_key_hex
 from ledger.store import make_engine, read_seed_file
 from tests import factories
 from tests.api.conftest import open_api
-from tests.ops.conftest import Server, behind_the_stores_back
+from tests.ops.conftest import REPO, Server, behind_the_stores_back
 
 CANARY_NAME = "Amani Canary-Kahindo"
 PASSWORD = "s3cret-Pw-9f2c"
@@ -161,3 +164,36 @@ def test_an_unexpected_error_is_logged_counted_and_answered_under_its_request_id
     text = client.get("/metrics").text
     assert 'goldtrail_events_refused_total{code="internal"} 1.0' in text
     assert 'goldtrail_request_seconds_count{method="GET",route="/v1/log"} 1.0' in text
+
+
+LIBRARY_LINES = """
+import logging, warnings
+from api.observability import configure_logging
+configure_logging()
+logging.getLogger("sqlalchemy.pool.impl.QueuePool").error("Exception during reset or similar")
+logging.getLogger("asyncio").error("Task exception was never retrieved")
+logging.getLogger("alembic.runtime.migration").info("Running upgrade  -> 0001_initial")
+warnings.warn("something is deprecated", UserWarning, stacklevel=1)
+"""
+
+
+def test_what_libraries_log_is_json_lines_too(tmp_path: Path) -> None:
+    """Issue 8, "structured JSON logs ... on every line": the errors SQLAlchemy's pool and
+    asyncio log (a PostgreSQL connection lost, a task that failed) and Python's warnings
+    reach stderr as JSON lines like goldtrail's own, not as bare text."""
+    done = subprocess.run(
+        [sys.executable, "-c", LIBRARY_LINES],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "default"},
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    entries = [json.loads(line) for line in lines]  # every line is JSON
+    messages = {e["logger"]: e["message"] for e in entries}
+    assert messages["sqlalchemy.pool.impl.QueuePool"] == "Exception during reset or similar"
+    assert messages["asyncio"] == "Task exception was never retrieved"
+    assert "something is deprecated" in messages["py.warnings"]
+    assert all(e["request_id"] == "-" and e["level"] in ("error", "warning") for e in entries)
