@@ -147,6 +147,51 @@ def _meta(engine: Engine, key: str) -> str | None:
     return None if value is None else str(value)
 
 
+def _refuse_another_origin(settings: Any, engine: Engine) -> None:
+    """Exit 2 (settings) when the log's own first entry is signed for the origin log_meta
+    records and not for GOLDTRAIL_ORIGIN: the audit was started with another log's settings
+    (a shell or a cron job without the server's GOLDTRAIL_ORIGIN, say). Audited, every
+    signature would fail, and the recorded verdict would turn /readyz red over a sound log.
+
+    Nobody can sign for another origin without the actors' keys, so this cannot hide a
+    damaged log: when entry 0 does not verify under either origin, or is not readable, the
+    audit runs and names it.
+    """
+    from sqlalchemy import select
+
+    from ledger import tables
+    from ledger.protocol import body_digest, parse_strict, split_envelope, verify_signature
+
+    stored = _meta(engine, "origin")
+    if stored is None or stored == settings.origin:
+        return
+    with engine.connect() as conn:
+        data = conn.execute(select(tables.log.c.envelope).where(tables.log.c.seq == 0)).scalar()
+    if data is None:
+        return
+    try:
+        body, signature = split_envelope(parse_strict(bytes(data)))
+        digest = body_digest(body)
+    except (LedgerError, ValueError):
+        return
+
+    def signed_for(origin: str) -> bool:
+        try:
+            verify_signature(origin, digest, signature["key"], signature["value"])
+        except LedgerError:
+            return False
+        return True
+
+    if signed_for(stored) and not signed_for(settings.origin):
+        _fail(
+            f"this database holds the log {stored!r} (its first entry is signed for it), but "
+            f"GOLDTRAIL_ORIGIN is {settings.origin!r}: run the audit with the server's "
+            "GOLDTRAIL_ORIGIN; nothing was audited or recorded",
+            "origin_mismatch",
+            2,
+        )
+
+
 def _verifier_key(settings: Any, engine: Engine, given: str | None) -> str:
     """--log-key, else the key in GOLDTRAIL_LOG_KEY_FILE, else the database's record of it."""
     from ledger.checkpoint import LogSigner, verifier_key
@@ -322,6 +367,7 @@ def audit_command(
     url = settings.database_url
     with _engine(url) as engine, _reported(url):
         _require_schema(engine, url)
+        _refuse_another_origin(settings, engine)
         vkey = _verifier_key(settings, engine, log_key)
         with _progress("auditing", None) as update:
             report = audit(

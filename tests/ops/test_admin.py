@@ -356,3 +356,37 @@ def test_readyz_sees_a_checkpoint_signed_by_another_key(logged: Ledger, tmp_path
         )
     check = quick_check(logged.engine, logged.verifier_key)
     assert not check.ok and "does not open with the log key" in check.detail
+
+
+@pytest.mark.parametrize("origin", [None, "another.example/log"], ids=["unset", "another"])
+def test_an_audit_run_with_another_logs_origin_is_refused_and_records_nothing(
+    logged: Ledger, tmp_path: Path, origin: str | None
+) -> None:
+    """Issue 8, `admin audit` ("exit 0 only when ... verify; names the first bad entry
+    otherwise") and /readyz's honesty: an audit run from a shell or a cron job that lacks
+    the server's GOLDTRAIL_ORIGIN (None: the default origin) would find every signature
+    bad and record a damaged log, turning /readyz red over a sound log. It is a settings
+    error instead, as it is for the server: one line, exit 2, nothing recorded."""
+    key_file = tmp_path / "log.key"
+    url = logged.engine.url.render_as_string(hide_password=False)
+    env: dict[str, str | None] = {**env_of(logged, url, key_file), "GOLDTRAIL_ORIGIN": origin}
+    refused = CliRunner().invoke(admin_app, ["audit"], env=env)
+    assert refused.exit_code == 2, refused.output
+    assert refused.stderr.count("\n") == 1
+    assert refused.stderr.endswith("(origin_mismatch)\n")
+    assert f"holds the log {logged.origin!r}" in refused.stderr
+    assert "GOLDTRAIL_ORIGIN" in refused.stderr
+    assert last_audit(logged.engine) is None
+    assert readyz(logged, key_file)[0] == 200
+
+    # log_meta changed instead (the entries are signed for the configured origin): this
+    # is damage, and the audit runs and names it
+    with logged.engine.begin() as conn:
+        conn.execute(
+            update(tables.log_meta)
+            .where(tables.log_meta.c.key == "origin")
+            .values(value="another.example/log")
+        )
+    damaged = CliRunner().invoke(admin_app, ["audit"], env=env_of(logged, url, key_file))
+    assert damaged.exit_code == 1, damaged.output
+    assert "log_meta says the origin is 'another.example/log'" in damaged.stdout
