@@ -31,6 +31,7 @@ import base64
 import binascii
 import contextlib
 import datetime as dt
+import errno
 import functools
 import json
 import os
@@ -1710,11 +1711,53 @@ def create_seed_file(path: str | os.PathLike[str]) -> bytes:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        raise FileExistsError(errno.EEXIST, "File exists", str(target))
     seed = secrets.token_bytes(32)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(seed.hex() + "\n")
+    # Durable before it is used: the seed goes to a temporary file that is synced, then
+    # appears whole under its name (a hard link, which fails like O_EXCL when the name is
+    # taken), and the folder is synced. A crash or power cut never leaves an empty or
+    # missing key behind a log whose checkpoints it signed.
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(seed.hex() + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(temporary, target)  # FileExistsError (EEXIST) is raised as it is
+        except OSError as e:  # a file system without hard links: the name, then its data
+            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+            _write_new_synced(target, seed.hex() + "\n")
+    finally:
+        temporary.unlink(missing_ok=True)
+    _fsync_folder(target.parent)
     return seed
+
+
+def _write_new_synced(target: Path, text: str) -> None:
+    """Create ``target`` (mode 0600, never an existing file) with ``text``, synced; on a
+    failure, remove it."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Sync a folder, so that a name just created in it survives a power cut."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _refuse(code: str, detail: str) -> IntegrityError:
