@@ -435,6 +435,12 @@ def export_command(
                     os.fsync(sink.fileno())
             if partial is not None and out is not None:
                 partial.replace(out)
+                # the new name too must survive a power cut (the data was synced above)
+                folder = os.open(out.parent, os.O_RDONLY)
+                try:
+                    os.fsync(folder)
+                finally:
+                    os.close(folder)
         finally:
             if partial is not None:
                 partial.unlink(missing_ok=True)

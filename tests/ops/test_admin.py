@@ -149,11 +149,23 @@ def test_an_import_skips_the_future_time_rule(tmp_path: Path) -> None:
 
 
 def test_admin_export_and_import_commands(
-    logged: Ledger, another_database: Callable[[], str], tmp_path: Path
+    logged: Ledger,
+    another_database: Callable[[], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     key_file = tmp_path / "log.key"
     out = tmp_path / "export" / "log.jsonl"
     out.parent.mkdir()
+    synced: list[tuple[int, int]] = []  # a backup survives a power cut: file and folder
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        found = os.fstat(fd)
+        synced.append((found.st_dev, found.st_ino))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
     done = admin(
         ["export", "--out", str(out)],
         env_of(logged, str(logged.engine.url.render_as_string(hide_password=False)), key_file),
@@ -163,6 +175,9 @@ def test_admin_export_and_import_commands(
     assert f"root {root}" in done.stderr
     assert out.read_text().splitlines() == list(export_log(logged.engine))
     assert not list(out.parent.glob("*.partial"))
+    folder, written = out.parent.stat(), out.stat()
+    assert (written.st_dev, written.st_ino) in synced
+    assert synced[-1] == (folder.st_dev, folder.st_ino)
 
     to_stdout = admin(
         ["export"],
