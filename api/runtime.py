@@ -149,6 +149,13 @@ class Runtime:
         )
         runtime = cls(settings, store, clock)
         runtime.database_file = _sqlite_file(store)
+        if settings.origin == Settings.model_fields["origin"].default:
+            log.warning(
+                "This log has the placeholder origin %r, as GOLDTRAIL_ORIGIN is not set: fine "
+                "for trying goldtrail, but a log's origin never changes, so a programme's log "
+                "needs its own (set GOLDTRAIL_ORIGIN before its first start).",
+                settings.origin,
+            )
         if postgresql_fsync_off(store.engine):
             log.warning(
                 "PostgreSQL runs with fsync off: a crash or power cut of its machine can lose "

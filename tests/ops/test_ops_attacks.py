@@ -363,3 +363,27 @@ def test_metrics_say_which_readiness_check_fails_and_answer_when_the_database_do
     assert blind.status_code == 200, blind.text
     assert _ready_gauges(blind.text)["database"] == 0.0
     assert f"goldtrail_log_size {float(size)}" in blind.text
+
+
+def test_the_placeholder_origin_is_a_warning_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 8, settings from the environment: `docker run` without GOLDTRAIL_ORIGIN binds
+    the new log to the placeholder origin for ever; the server says so at start (a
+    configured origin gives no such line)."""
+    for origin, warned in ((Settings.model_fields["origin"].default, True), ("x.org/log", False)):
+        folder = tmp_path / origin.replace("/", "_")
+        folder.mkdir()
+        settings = Settings(
+            database_url=f"sqlite:///{folder}/ledger.db",
+            origin=origin,
+            log_key_file=str(folder / "log.key"),
+        )
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="goldtrail"):
+            app = create_app(settings)
+        app.state.runtime.store.engine.dispose()
+        lines = [r.getMessage() for r in caplog.records if "GOLDTRAIL_ORIGIN" in r.getMessage()]
+        assert bool(lines) == warned, caplog.text
+        if warned:
+            assert f"placeholder origin {origin!r}" in lines[0]
