@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -77,6 +78,16 @@ def _error_line(error: BaseException | None) -> str:
     return f"{type(error).__name__}: {first}"[:300]
 
 
+def _audit_time(verdict: Any) -> float:
+    """The Unix time of a recorded audit verdict (``ledger.admin.last_audit``); 0 when
+    there is none or its time is unreadable."""
+    try:
+        at = dt.datetime.strptime(str(verdict["at"]), "%Y-%m-%dT%H:%M:%SZ")
+    except (TypeError, KeyError, ValueError):
+        return 0.0
+    return at.replace(tzinfo=dt.UTC).timestamp()
+
+
 def configure_logging(level: int = logging.INFO) -> None:
     """Send goldtrail's and uvicorn's logs to stderr as JSON lines, and every library's
     warnings and errors (SQLAlchemy's pool, asyncio, Python's warnings) too."""
@@ -126,6 +137,11 @@ class Metrics:
             "goldtrail_ready",
             "1 when this /readyz check passes, else 0 (database, log_key, integrity, audit)",
             ["check"],
+            registry=self.registry,
+        )
+        self.last_audit = Gauge(
+            "goldtrail_last_audit_timestamp_seconds",
+            "When the last recorded goldtrail admin audit ran (Unix time; 0: never)",
             registry=self.registry,
         )
         self.group_size = Histogram(
@@ -289,9 +305,12 @@ def install_observability(app: FastAPI) -> None:
         """Prometheus metrics: appends, refusals by code, latency, log size, and each
         readiness check as a gauge. Answers even when the database does not."""
         runtime = _runtime(app)
-        for check, passed in runtime.readiness().items():
+        checks = runtime.readiness()
+        for check, passed in checks.items():
             if isinstance(passed, bool):
                 runtime.metrics.ready.labels(check).set(1 if passed else 0)
+        if "last_audit" in checks:  # read (else the database did not answer: keep it)
+            runtime.metrics.last_audit.set(_audit_time(checks["last_audit"]))
         try:
             runtime.metrics.log_size.set(runtime.store.size())
         except Exception as e:  # the gauges say what is wrong; keep the last size

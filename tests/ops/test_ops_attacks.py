@@ -5,6 +5,7 @@ its reason."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -28,7 +29,8 @@ from api.observability import JsonFormatter
 from api.settings import Settings
 from clients.admin import admin_app
 from ledger import tables
-from ledger.admin import ImportRefused, export_log, import_log
+from ledger.admin import ImportRefused, export_log, import_log, record_audit
+from ledger.audit import audit
 from ledger.protocol import public_key_hex
 from ledger.store import Ledger, make_engine, migrate
 from tests.ops.conftest import GOLDTRAIL, REPO, build_world, flip_a_digit, open_world_ledger
@@ -387,3 +389,31 @@ def test_the_placeholder_origin_is_a_warning_at_start(
         assert bool(lines) == warned, caplog.text
         if warned:
             assert f"placeholder origin {origin!r}" in lines[0]
+
+
+def test_metrics_give_the_time_of_the_last_recorded_audit(
+    sqlite_app: tuple[TestClient, Path, Path],
+) -> None:
+    """Issue 8, /metrics and `admin audit`: the README asks for a nightly audit; a
+    Prometheus rule can only see that it stopped running (a broken cron job, a dead
+    container) from the time of the last recorded one, and whether it was green."""
+    client, _key_file, _db = sqlite_app
+
+    def audited_at(text: str) -> float:
+        found = re.search(r"^goldtrail_last_audit_timestamp_seconds (\S+)$", text, re.M)
+        assert found is not None, text
+        return float(found.group(1))
+
+    assert audited_at(client.get("/metrics").text) == 0.0
+    engine = client.app.state.runtime.store.engine  # type: ignore[attr-defined]
+    at = dt.datetime(2026, 12, 1, 2, 30, tzinfo=dt.UTC)
+    report = audit(
+        engine,
+        origin=build_world().origin,
+        verifier_key=client.get("/v1/log").json()["verifier_key"],
+    )
+    assert report.ok
+    record_audit(engine, report, at=at)
+    text = client.get("/metrics").text
+    assert audited_at(text) == at.timestamp()
+    assert _ready_gauges(text)["audit"] == 1.0
