@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -460,18 +461,34 @@ def import_command(
     source: Annotated[
         str, typer.Argument(metavar="FILE", help="An export (JSON lines), or - for stdin.")
     ],
+    root: Annotated[
+        str | None,
+        typer.Option(
+            "--root",
+            metavar="HEX",
+            help="The root the export printed (or GET /v1/log's root): refuse the file, "
+            "writing nothing, when its entries give another (a file cut short at the end of "
+            "a line is a valid, shorter log).",
+        ),
+    ] = None,
 ) -> None:
     """Replay an export into an empty database, verifying every event; print the root.
 
     The checkpoints are signed with the key in GOLDTRAIL_LOG_KEY_FILE (use the exported
-    log's key file to keep its verifier key). The root is that of the exported log. The
+    log's key file to keep its verifier key). The root is that of the exported log; give it
+    with --root to have a file that is cut short or of another log refused. The
     whole file is checked before anything is written: a tampered or truncated export is
     refused, naming its line, and the database is left as it was.
     """
-    from ledger.admin import import_log
+    from ledger.admin import import_log, root_of_lines
     from ledger.pgroles import migrate_as_owner
     from ledger.store import open_ledger
 
+    expected: bytes | None = None
+    if root is not None:
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", root):
+            _fail(f"--root must be 64 hex digits, not {root!r}", "usage", 2)
+        expected = bytes.fromhex(root)
     settings = _settings()
     url = settings.database_url
     if source != "-" and not Path(source).is_file():
@@ -486,6 +503,15 @@ def import_command(
             path = Path(source)
         lines = _Lines(path)
         total = sum(1 for line in lines if line.strip())
+        if expected is not None:
+            size, found = root_of_lines(lines)
+            if found != expected:
+                _fail(
+                    f"the {size} entries of {source} give the root {found.hex()}, not "
+                    f"{expected.hex()}: the file is cut short or holds another log; nothing "
+                    "was written",
+                    "root_mismatch",
+                )
         if settings.migrate_database_url:  # as the server does at start
             with _reported(settings.migrate_database_url):
                 try:
@@ -501,13 +527,13 @@ def import_command(
             )
             try:
                 with _progress("importing", total) as update:
-                    root = import_log(
+                    imported = import_log(
                         ledger, lines, lambda done: update(done, None), whole_lines=True
                     )
                 size = ledger.size()
             finally:
                 ledger.engine.dispose()
-    typer.echo(f"imported {size} entries into {_shown(url)}; root {root.hex()}")
+    typer.echo(f"imported {size} entries into {_shown(url)}; root {imported.hex()}")
 
 
 @admin_app.command("rebuild", epilog=_example("goldtrail admin rebuild"))

@@ -405,3 +405,34 @@ def test_an_audit_run_with_another_logs_origin_is_refused_and_records_nothing(
     damaged = CliRunner().invoke(admin_app, ["audit"], env=env_of(logged, url, key_file))
     assert damaged.exit_code == 1, damaged.output
     assert "log_meta says the origin is 'another.example/log'" in damaged.stdout
+
+
+def test_import_with_the_expected_root_refuses_an_export_cut_at_a_line_end(
+    logged: Ledger, tmp_path: Path
+) -> None:
+    """Issue 8, `admin import` ("ending with the identical root"): an export cut short at
+    the end of a line is a valid, shorter log, which imports whole. `--root`, the root that
+    the export printed, makes the import refuse it before writing anything."""
+    key_file = tmp_path / "log.key"
+    url = logged.engine.url.render_as_string(hide_password=False)
+    full = tmp_path / "log.jsonl"
+    assert admin(["export", "--out", str(full)], env_of(logged, url, key_file)).exit_code == 0
+    root = logged.log_info()["root"]
+    cut = tmp_path / "cut.jsonl"
+    lines = full.read_text().splitlines(keepends=True)
+    cut.write_text("".join(lines[:-3]))
+
+    target = tmp_path / "target.db"
+    env = env_of(logged, f"sqlite:///{target}", key_file)
+    refused = admin(["import", str(cut), "--root", root], env)
+    assert refused.exit_code == 1, refused.output
+    assert refused.stderr.count("\n") == 1
+    assert refused.stderr.endswith("(root_mismatch)\n")
+    assert f"{len(lines) - 3} entries" in refused.stderr and root in refused.stderr
+    assert not target.exists()  # nothing written, not even a schema
+
+    bad = admin(["import", str(full), "--root", "xyz"], env)
+    assert bad.exit_code == 2 and "(usage)" in bad.stderr
+    done = admin(["import", str(full), "--root", root.upper()], env)
+    assert done.exit_code == 0, done.output
+    assert f"root {root}" in done.stdout
