@@ -9,6 +9,8 @@ import os
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
+from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Response
@@ -65,6 +67,9 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = getattr(record, key)
         if record.exc_info:
             entry["error"] = _error_line(record.exc_info[1])
+            where = _where(record.exc_info[2])
+            if where:
+                entry["where"] = where
         return _encode(entry)
 
 
@@ -86,6 +91,18 @@ def _audit_time(verdict: Any) -> float:
     except (TypeError, KeyError, ValueError):
         return 0.0
     return at.replace(tzinfo=dt.UTC).timestamp()
+
+
+def _where(trace: TracebackType | None) -> str:
+    """The innermost frame of a traceback as ``folder/file.py:line in function``: where an
+    error happened, for a bug report, without the values or the rest of the stack."""
+    if trace is None:
+        return ""
+    while trace.tb_next is not None:
+        trace = trace.tb_next
+    code = trace.tb_frame.f_code
+    path = Path(code.co_filename)
+    return f"{path.parent.name}/{path.name}:{trace.tb_lineno} in {code.co_name}"
 
 
 def configure_logging(level: int = logging.INFO) -> None:

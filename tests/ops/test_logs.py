@@ -156,6 +156,9 @@ def test_an_unexpected_error_is_logged_counted_and_answered_under_its_request_id
     errors = [e for e in mine if e["level"] == "error"]
     assert errors, entries
     assert errors[0]["error"] == "RuntimeError: the disk said no"
+    # where it failed (the innermost frame), for a bug report: no values, no traceback
+    assert errors[0]["where"].startswith("ops/test_logs.py:")
+    assert errors[0]["where"].endswith(" in boom")
     assert [(e["path"], e["status"], e.get("code")) for e in mine if "status" in e] == [
         ("/v1/log", 500, "internal")
     ]
