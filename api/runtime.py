@@ -20,7 +20,7 @@ from api.pages import choose_language, render_error_page, render_lot_page
 from api.settings import Settings
 from ledger.admin import QuickCheck, last_audit, quick_check
 from ledger.errors import LedgerError, NotFoundError, UnavailableError
-from ledger.pgroles import migrate_as_owner
+from ledger.pgroles import migrate_as_owner, server_may_change_the_log
 from ledger.protocol import public_key_hex, sign_body, signing_key_from_seed
 from ledger.store import (
     AppendResult,
@@ -155,6 +155,15 @@ class Runtime:
                 "for trying goldtrail, but a log's origin never changes, so a programme's log "
                 "needs its own (set GOLDTRAIL_ORIGIN before its first start).",
                 settings.origin,
+            )
+        may_change = server_may_change_the_log(store.engine)
+        if may_change is not None:
+            log.warning(
+                "The server connects to PostgreSQL as a role that can change the log: %s. "
+                "Only the append-only triggers guard it then, and that role can switch them "
+                "off; run the server as an application role that may only read and append "
+                "(README.md, 'PostgreSQL roles').",
+                may_change,
             )
         if postgresql_fsync_off(store.engine):
             log.warning(
