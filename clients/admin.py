@@ -453,7 +453,8 @@ def export_command(
 @admin_app.command(
     "import",
     epilog=_example(
-        "GOLDTRAIL_DATABASE_URL=sqlite:///./new.db goldtrail admin import goldtrail-log.jsonl",
+        "GOLDTRAIL_DATABASE_URL=sqlite:///./new.db goldtrail admin import goldtrail-log.jsonl \\",
+        "    --root 3dc6b65a6547511aa7434bf0a10336151664c5e660b94ded2df125a752247fe4",
         "gunzip -c goldtrail-log.jsonl.gz | goldtrail admin import -",
     ),
 )
