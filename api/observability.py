@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from api.runtime import Runtime
 
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
+#: an X-Request-ID taken as it is: UUIDs, hex and W3C trace ids, up to 64 characters
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
 #: ``json.dumps(value, ensure_ascii=False)``, without building an encoder for every line
 _encode = json.JSONEncoder(ensure_ascii=False).encode
@@ -205,7 +208,10 @@ class RequestContext:
         rid = ""
         for name, value in scope["headers"]:
             if name == b"x-request-id":
-                rid = value.decode("latin-1")[:64]
+                # echoed into every log line of the request: an identifier only (a name
+                # or free text would put what it says in the logs); else one is made up
+                if _REQUEST_ID.fullmatch(value):
+                    rid = value.decode("ascii")
                 break
         # made up: what uuid.uuid4().hex[:16] gives (its 13th digit is the version, 4),
         # from 8 random bytes instead of 16 and without building a UUID

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -200,3 +201,39 @@ def test_what_libraries_log_is_json_lines_too(tmp_path: Path) -> None:
     assert messages["asyncio"] == "Task exception was never retrieved"
     assert "something is deprecated" in messages["py.warnings"]
     assert all(e["request_id"] == "-" and e["level"] in ("error", "warning") for e in entries)
+
+
+def test_a_request_id_that_is_not_an_identifier_is_replaced(
+    tmp_path: Path, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 8, "no personal data" in the logs: X-Request-ID is echoed into every line of
+    its request, so only an identifier is taken (up to 64 letters, digits and ``._:-``,
+    as UUIDs and trace ids are); a name, or text with spaces or quotes, gets a generated id
+    instead, never written to the logs."""
+    api = open_api(f"sqlite:///{tmp_path}/ledger.db", tmp_path)
+    request.addfinalizer(api.close)
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.setFormatter(JsonFormatter())
+    handler.emit = lambda record: lines.append(handler.format(record))  # type: ignore[method-assign]
+    logger = logging.getLogger("goldtrail")
+    logger.addHandler(handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="goldtrail"):
+            kept = [
+                "3f2a9c1e-7b4d-4e8a-9c2f-1a2b3c4d5e6f",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "ops.7:retry_2",
+            ]
+            for rid in kept:
+                got = api.client.get("/healthz", headers={"X-Request-ID": rid})
+                assert got.headers["x-request-id"] == rid
+            for rid in ("Amani Kahindo", "x" * 65, 'a"b', "é"):
+                got = api.client.get("/healthz", headers={"X-Request-ID": rid.encode()})
+                assert got.status_code == 200
+                assert re.fullmatch(r"[0-9a-f]{16}", got.headers["x-request-id"]), rid
+    finally:
+        logger.removeHandler(handler)
+    text = "\n".join(lines)
+    assert "Amani" not in text and "x" * 65 not in text
+    assert [json.loads(line)["request_id"] for line in lines][: len(kept)] == kept
