@@ -151,9 +151,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # a last resort: api.observability.RequestContext logs and answers these first,
+        # under the request's id
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return problem(
-            500,
-            "internal",
-            "Something went wrong on the server; nothing was changed. Please try again later.",
-        )
+        return internal_error()
+
+
+def internal_error() -> JSONResponse:
+    """The answer to an error nobody foresaw (500 ``internal``)."""
+    return problem(
+        500,
+        "internal",
+        "Something went wrong on the server; nothing was changed. Please try again later.",
+    )

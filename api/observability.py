@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
+from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Response
@@ -23,11 +27,14 @@ from prometheus_client import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import schemas
+from api.errors import internal_error
 
 if TYPE_CHECKING:
     from api.runtime import Runtime
 
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
+#: an X-Request-ID taken as it is: UUIDs, hex and W3C trace ids, up to 64 characters
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
 #: ``json.dumps(value, ensure_ascii=False)``, without building an encoder for every line
 _encode = json.JSONEncoder(ensure_ascii=False).encode
@@ -63,6 +70,9 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = getattr(record, key)
         if record.exc_info:
             entry["error"] = _error_line(record.exc_info[1])
+            where = _where(record.exc_info[2])
+            if where:
+                entry["where"] = where
         return _encode(entry)
 
 
@@ -76,8 +86,31 @@ def _error_line(error: BaseException | None) -> str:
     return f"{type(error).__name__}: {first}"[:300]
 
 
+def _audit_time(verdict: Any) -> float:
+    """The Unix time of a recorded audit verdict (``ledger.admin.last_audit``); 0 when
+    there is none or its time is unreadable."""
+    try:
+        at = dt.datetime.strptime(str(verdict["at"]), "%Y-%m-%dT%H:%M:%SZ")
+    except (TypeError, KeyError, ValueError):
+        return 0.0
+    return at.replace(tzinfo=dt.UTC).timestamp()
+
+
+def _where(trace: TracebackType | None) -> str:
+    """The innermost frame of a traceback as ``folder/file.py:line in function``: where an
+    error happened, for a bug report, without the values or the rest of the stack."""
+    if trace is None:
+        return ""
+    while trace.tb_next is not None:
+        trace = trace.tb_next
+    code = trace.tb_frame.f_code
+    path = Path(code.co_filename)
+    return f"{path.parent.name}/{path.name}:{trace.tb_lineno} in {code.co_name}"
+
+
 def configure_logging(level: int = logging.INFO) -> None:
-    """Send goldtrail's and uvicorn's logs to stderr as JSON lines."""
+    """Send goldtrail's and uvicorn's logs to stderr as JSON lines, and every library's
+    warnings and errors (SQLAlchemy's pool, asyncio, Python's warnings) too."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     for name in ("goldtrail", "uvicorn", "uvicorn.error"):
@@ -86,6 +119,12 @@ def configure_logging(level: int = logging.INFO) -> None:
         logger.setLevel(level)
         logger.propagate = False
     logging.getLogger("uvicorn.access").disabled = True  # our access line replaces it
+    # the rest reaches the root logger: without a handler there, Python would print its
+    # warnings and errors as bare text (logging's last resort), one line of JSON among many
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.WARNING)
+    logging.captureWarnings(True)
 
 
 class Metrics:
@@ -109,7 +148,22 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
-        self.log_size = Gauge("goldtrail_log_size", "Entries in the log", registry=self.registry)
+        self.log_size = Gauge(
+            "goldtrail_log_size",
+            "Entries in the log (the last value read, when the database does not answer)",
+            registry=self.registry,
+        )
+        self.ready = Gauge(
+            "goldtrail_ready",
+            "1 when this /readyz check passes, else 0 (database, log_key, integrity, audit)",
+            ["check"],
+            registry=self.registry,
+        )
+        self.last_audit = Gauge(
+            "goldtrail_last_audit_timestamp_seconds",
+            "When the last recorded goldtrail admin audit ran (Unix time; 0: never)",
+            registry=self.registry,
+        )
         self.group_size = Histogram(
             "goldtrail_append_group_size",
             "Single appends (POST /v1/events) written together in one transaction",
@@ -145,6 +199,7 @@ class RequestContext:
         self.app = app
         self.metrics_of = metrics_of
         self.access = logging.getLogger("goldtrail.access")
+        self.errors = logging.getLogger("goldtrail.api")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -153,7 +208,10 @@ class RequestContext:
         rid = ""
         for name, value in scope["headers"]:
             if name == b"x-request-id":
-                rid = value.decode("latin-1")[:64]
+                # echoed into every log line of the request: an identifier only (a name
+                # or free text would put what it says in the logs); else one is made up
+                if _REQUEST_ID.fullmatch(value):
+                    rid = value.decode("ascii")
                 break
         # made up: what uuid.uuid4().hex[:16] gives (its 13th digit is the version, 4),
         # from 8 random bytes instead of 16 and without building a UUID
@@ -182,10 +240,21 @@ class RequestContext:
         started = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # an error nobody foresaw: logged here, under the request's id, and answered
+            # here (a problem with the id echoed), so that it is timed, counted and has its
+            # access line like every other request; Starlette's outermost handler would log
+            # and answer it after the id is gone
+            self.errors.exception(
+                "unexpected error on %s %s",
+                scope["method"],
+                getattr(scope.get("route"), "path", "unmatched"),
+            )
+            if status != 0:  # the answer had begun: the server can only close the connection
+                raise
+            await internal_error()(scope, receive, send_with_id)
         finally:
             request_id.reset(token)
-        # as before: a request whose handler raised is answered (500) and logged by the
-        # outermost error handler, outside this middleware
         method = scope["method"]
         path = getattr(scope.get("route"), "path", "unmatched")
         metrics = self.metrics_of()
@@ -256,7 +325,19 @@ def install_observability(app: FastAPI) -> None:
         responses={200: {"content": {"text/plain": {}}, "description": "Prometheus"}},
     )
     def metrics_endpoint() -> Response:
-        """Prometheus metrics: appends, refusals by code, latency, log size."""
+        """Prometheus metrics: appends, refusals by code, latency, log size, and each
+        readiness check as a gauge. Answers even when the database does not."""
         runtime = _runtime(app)
-        runtime.metrics.log_size.set(runtime.store.size())
+        checks = runtime.readiness()
+        for check, passed in checks.items():
+            if isinstance(passed, bool):
+                runtime.metrics.ready.labels(check).set(1 if passed else 0)
+        if "last_audit" in checks:  # read (else the database did not answer: keep it)
+            runtime.metrics.last_audit.set(_audit_time(checks["last_audit"]))
+        try:
+            runtime.metrics.log_size.set(runtime.store.size())
+        except Exception as e:  # the gauges say what is wrong; keep the last size
+            logging.getLogger("goldtrail.api").warning(
+                "/metrics could not read the log's size: %s", _error_line(e)
+            )
         return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

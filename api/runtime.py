@@ -20,13 +20,14 @@ from api.pages import bundle_filename, choose_language, render_error_page, rende
 from api.settings import Settings
 from ledger.admin import QuickCheck, last_audit, quick_check
 from ledger.errors import LedgerError, NotFoundError, UnavailableError
-from ledger.pgroles import migrate_as_owner
+from ledger.pgroles import migrate_as_owner, server_may_change_the_log
 from ledger.protocol import public_key_hex, sign_body, signing_key_from_seed
 from ledger.store import (
     AppendResult,
     Ledger,
     create_seed_file,
     open_ledger,
+    postgresql_fsync_off,
     read_seed_file,
 )
 from ledger.verify import verify_bundle
@@ -148,6 +149,28 @@ class Runtime:
         )
         runtime = cls(settings, store, clock)
         runtime.database_file = _sqlite_file(store)
+        if settings.origin == Settings.model_fields["origin"].default:
+            log.warning(
+                "This log has the placeholder origin %r, as GOLDTRAIL_ORIGIN is not set: fine "
+                "for trying goldtrail, but a log's origin never changes, so a programme's log "
+                "needs its own (set GOLDTRAIL_ORIGIN before its first start).",
+                settings.origin,
+            )
+        may_change = server_may_change_the_log(store.engine)
+        if may_change is not None:
+            log.warning(
+                "The server connects to PostgreSQL as a role that can change the log: %s. "
+                "Only the append-only triggers guard it then, and that role can switch them "
+                "off; run the server as an application role that may only read and append "
+                "(README.md, 'PostgreSQL roles').",
+                may_change,
+            )
+        if postgresql_fsync_off(store.engine):
+            log.warning(
+                "PostgreSQL runs with fsync off: a crash or power cut of its machine can lose "
+                "events already acknowledged with a signed receipt. Turn fsync on in "
+                "postgresql.conf for a production log."
+            )
         if store.size() == 0 and settings.registrar_key is None:
             runtime._start_with_generated_registrar()
         runtime.startup_check = quick_check(store.engine, store.verifier_key)

@@ -10,7 +10,7 @@ the past, so the server's future-time rule is on and passes.
 
 Nothing here weakens a check: the servers run ``goldtrail serve`` (uvicorn, the same code
 and settings as production), SQLite databases are opened by ``ledger.store.make_engine``
-(WAL, ``synchronous=NORMAL``, the shipped setting), PostgreSQL runs with its default
+(WAL, ``synchronous=FULL``, the shipped setting), PostgreSQL runs with its default
 durability (fsync and synchronous_commit on).
 """
 

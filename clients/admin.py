@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -145,6 +146,51 @@ def _meta(engine: Engine, key: str) -> str | None:
             select(tables.log_meta.c.value).where(tables.log_meta.c.key == key)
         ).scalar()
     return None if value is None else str(value)
+
+
+def _refuse_another_origin(settings: Any, engine: Engine) -> None:
+    """Exit 2 (settings) when the log's own first entry is signed for the origin log_meta
+    records and not for GOLDTRAIL_ORIGIN: the audit was started with another log's settings
+    (a shell or a cron job without the server's GOLDTRAIL_ORIGIN, say). Audited, every
+    signature would fail, and the recorded verdict would turn /readyz red over a sound log.
+
+    Nobody can sign for another origin without the actors' keys, so this cannot hide a
+    damaged log: when entry 0 does not verify under either origin, or is not readable, the
+    audit runs and names it.
+    """
+    from sqlalchemy import select
+
+    from ledger import tables
+    from ledger.protocol import body_digest, parse_strict, split_envelope, verify_signature
+
+    stored = _meta(engine, "origin")
+    if stored is None or stored == settings.origin:
+        return
+    with engine.connect() as conn:
+        data = conn.execute(select(tables.log.c.envelope).where(tables.log.c.seq == 0)).scalar()
+    if data is None:
+        return
+    try:
+        body, signature = split_envelope(parse_strict(bytes(data)))
+        digest = body_digest(body)
+    except (LedgerError, ValueError):
+        return
+
+    def signed_for(origin: str) -> bool:
+        try:
+            verify_signature(origin, digest, signature["key"], signature["value"])
+        except LedgerError:
+            return False
+        return True
+
+    if signed_for(stored) and not signed_for(settings.origin):
+        _fail(
+            f"this database holds the log {stored!r} (its first entry is signed for it), but "
+            f"GOLDTRAIL_ORIGIN is {settings.origin!r}: run the audit with the server's "
+            "GOLDTRAIL_ORIGIN; nothing was audited or recorded",
+            "origin_mismatch",
+            2,
+        )
 
 
 def _verifier_key(settings: Any, engine: Engine, given: str | None) -> str:
@@ -322,6 +368,7 @@ def audit_command(
     url = settings.database_url
     with _engine(url) as engine, _reported(url):
         _require_schema(engine, url)
+        _refuse_another_origin(settings, engine)
         vkey = _verifier_key(settings, engine, log_key)
         with _progress("auditing", None) as update:
             report = audit(
@@ -389,6 +436,12 @@ def export_command(
                     os.fsync(sink.fileno())
             if partial is not None and out is not None:
                 partial.replace(out)
+                # the new name too must survive a power cut (the data was synced above)
+                folder = os.open(out.parent, os.O_RDONLY)
+                try:
+                    os.fsync(folder)
+                finally:
+                    os.close(folder)
         finally:
             if partial is not None:
                 partial.unlink(missing_ok=True)
@@ -400,7 +453,8 @@ def export_command(
 @admin_app.command(
     "import",
     epilog=_example(
-        "GOLDTRAIL_DATABASE_URL=sqlite:///./new.db goldtrail admin import goldtrail-log.jsonl",
+        "GOLDTRAIL_DATABASE_URL=sqlite:///./new.db goldtrail admin import goldtrail-log.jsonl \\",
+        "    --root 3dc6b65a6547511aa7434bf0a10336151664c5e660b94ded2df125a752247fe4",
         "gunzip -c goldtrail-log.jsonl.gz | goldtrail admin import -",
     ),
 )
@@ -408,18 +462,34 @@ def import_command(
     source: Annotated[
         str, typer.Argument(metavar="FILE", help="An export (JSON lines), or - for stdin.")
     ],
+    root: Annotated[
+        str | None,
+        typer.Option(
+            "--root",
+            metavar="HEX",
+            help="The root the export printed (or GET /v1/log's root): refuse the file, "
+            "writing nothing, when its entries give another (a file cut short at the end of "
+            "a line is a valid, shorter log).",
+        ),
+    ] = None,
 ) -> None:
     """Replay an export into an empty database, verifying every event; print the root.
 
     The checkpoints are signed with the key in GOLDTRAIL_LOG_KEY_FILE (use the exported
-    log's key file to keep its verifier key). The root is that of the exported log. The
+    log's key file to keep its verifier key). The root is that of the exported log; give it
+    with --root to have a file that is cut short or of another log refused. The
     whole file is checked before anything is written: a tampered or truncated export is
     refused, naming its line, and the database is left as it was.
     """
-    from ledger.admin import import_log
+    from ledger.admin import import_log, root_of_lines
     from ledger.pgroles import migrate_as_owner
     from ledger.store import open_ledger
 
+    expected: bytes | None = None
+    if root is not None:
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", root):
+            _fail(f"--root must be 64 hex digits, not {root!r}", "usage", 2)
+        expected = bytes.fromhex(root)
     settings = _settings()
     url = settings.database_url
     if source != "-" and not Path(source).is_file():
@@ -434,6 +504,15 @@ def import_command(
             path = Path(source)
         lines = _Lines(path)
         total = sum(1 for line in lines if line.strip())
+        if expected is not None:
+            size, found = root_of_lines(lines)
+            if found != expected:
+                _fail(
+                    f"the {size} entries of {source} give the root {found.hex()}, not "
+                    f"{expected.hex()}: the file is cut short or holds another log; nothing "
+                    "was written",
+                    "root_mismatch",
+                )
         if settings.migrate_database_url:  # as the server does at start
             with _reported(settings.migrate_database_url):
                 try:
@@ -449,13 +528,13 @@ def import_command(
             )
             try:
                 with _progress("importing", total) as update:
-                    root = import_log(
+                    imported = import_log(
                         ledger, lines, lambda done: update(done, None), whole_lines=True
                     )
                 size = ledger.size()
             finally:
                 ledger.engine.dispose()
-    typer.echo(f"imported {size} entries into {_shown(url)}; root {root.hex()}")
+    typer.echo(f"imported {size} entries into {_shown(url)}; root {imported.hex()}")
 
 
 @admin_app.command("rebuild", epilog=_example("goldtrail admin rebuild"))

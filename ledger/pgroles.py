@@ -96,6 +96,39 @@ def grant_app_role(owner_engine: Engine, role: str) -> None:
         conn.execute(text(f"GRANT SELECT ON TABLE {_quote(conn, VERSION_TABLE)} TO {q_role}"))
 
 
+def server_may_change_the_log(engine: Engine) -> str | None:
+    """Why the role ``engine`` connects as could change or remove the log (it is a
+    superuser, owns the log or is a member of its owner, or may UPDATE, DELETE or TRUNCATE
+    it), or None: an application role, or not PostgreSQL. Raises what the database raises.
+    """
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT current_user AS role,"
+                " (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS super,"
+                " pg_has_role(current_user, t.tableowner, 'MEMBER') AS owner,"
+                " has_table_privilege(current_user, c.oid, 'UPDATE')"
+                " OR has_table_privilege(current_user, c.oid, 'DELETE')"
+                " OR has_table_privilege(current_user, c.oid, 'TRUNCATE') AS change"
+                " FROM pg_tables t"
+                " JOIN pg_class c ON c.relname = t.tablename"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = t.schemaname"
+                " WHERE t.schemaname = current_schema() AND t.tablename = 'log'"
+            )
+        ).first()
+    if row is None:
+        return None
+    if row.super:
+        return f"the role {row.role} is a superuser"
+    if row.owner:
+        return f"the role {row.role} owns the log (or is a member of its owner)"
+    if row.change:
+        return f"the role {row.role} may UPDATE, DELETE or TRUNCATE the log"
+    return None
+
+
 def table_privileges(engine: Engine, role: str) -> dict[str, set[str]]:
     """The privileges ``role`` holds on each goldtrail table, e.g. ``{"log": {"SELECT",
     "INSERT"}}`` (for checks and tests). Raises whatever the database raises."""

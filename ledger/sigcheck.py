@@ -358,5 +358,20 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         stdout.flush()
 
 
+def main() -> None:
+    """Serve until the server closes the input; leave quietly when it is gone."""
+    try:
+        _serve(sys.stdin.buffer, sys.stdout.buffer)
+    except BrokenPipeError:
+        # the server died (or stopped this worker) while it answered: nobody reads the
+        # answer, and a traceback would land among the server's JSON log lines. Python
+        # flushes stdout again at exit: point it at /dev/null first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the server stops
+        pass
+
+
 if __name__ == "__main__":
-    _serve(sys.stdin.buffer, sys.stdout.buffer)
+    main()

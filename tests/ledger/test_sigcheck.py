@@ -305,3 +305,47 @@ def test_the_worker_share_follows_who_waits() -> None:
     for _ in range(10 * CHUNK):
         share = next_share(share, ready=False)
     assert share == sigcheck.MIN_BATCH
+
+
+def test_the_worker_leaves_quietly_when_the_server_is_gone() -> None:
+    """Issue 8, structured JSON logs: the worker shares the server's stderr. When the server
+    dies (SIGKILL, the crash test's kill) while the worker answers it, the answer meets a
+    closed pipe: the worker exits without writing a Python traceback among the JSON lines."""
+    import os
+    import signal
+    import struct
+    import subprocess
+    import sys
+    import time
+
+    repo = str(Path(__file__).resolve().parents[2])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ledger.sigcheck"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": repo},
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the server is gone: nobody reads the answer
+    origin = ORIGIN.encode()
+    proc.stdin.write(struct.pack(">BHI", 0, len(origin), 0) + origin)  # check no signature
+    proc.stdin.flush()
+    time.sleep(0.5)
+    proc.stdin.close()
+    assert proc.wait(timeout=30) == 0
+    assert proc.stderr.read() == b""
+
+    # Ctrl-C on `goldtrail serve` in a terminal reaches the worker too
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "ledger.sigcheck"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": repo},
+    )
+    time.sleep(1)  # started, reading its input
+    waiting.send_signal(signal.SIGINT)
+    _out, err = waiting.communicate(timeout=30)
+    assert waiting.returncode == 0
+    assert err == b""

@@ -25,7 +25,15 @@ from ledger.audit import audit
 from ledger.checkpoint import Checkpoint, LogSigner, open_checkpoint
 from ledger.errors import ConflictError, IntegrityError, LedgerError, RuleError, SchemaError
 from ledger.protocol import event_id, public_key_hex, sign_body
-from ledger.store import Ledger, Receipt, make_engine, migrate, open_ledger, write_transaction
+from ledger.store import (
+    Ledger,
+    Receipt,
+    make_engine,
+    migrate,
+    open_ledger,
+    postgresql_fsync_off,
+    write_transaction,
+)
 from ledger.verify import verify_bundle
 from tests import factories
 
@@ -164,9 +172,34 @@ def test_sqlite_engine_settings(tmp_path: Path) -> None:
     try:
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            # FULL (issue 8: never lose a signed event): with NORMAL a power cut may drop
+            # commits already acknowledged with a signed checkpoint, and the log would then
+            # sign another root for the same size
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+    finally:
+        engine.dispose()
+
+
+def test_postgresql_sessions_never_commit_asynchronously(postgres_url: str) -> None:
+    """Issue 8, never lose a signed event: the throwaway test server sets
+    synchronous_commit off, as a careless production one might; the store's sessions turn
+    it on, and the fsync check says what goldtrail cannot change."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(postgres_url)
+    with psycopg.connect(
+        host=parsed.host, port=parsed.port, user=parsed.username, dbname=parsed.database
+    ) as raw:
+        assert raw.execute("SHOW synchronous_commit").fetchone() == ("off",)
+    engine = make_engine(postgres_url)
+    try:
+        for _ in range(2):  # a fresh connection, then one from the pool
+            with engine.begin() as conn:
+                assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+        assert postgresql_fsync_off(engine)  # the test server runs without fsync
     finally:
         engine.dispose()
 
@@ -849,3 +882,73 @@ def test_restart_refusals(database_url: str, key_file: Path) -> None:
     assert info.value.code == "log_key_unreadable"
 
     assert reopen(database_url, key_file).log_info()["size"] == 1
+
+
+# ---------------------------------------------------------------------------
+# Key files: durable before anything is signed with them
+
+
+def test_a_new_key_file_is_synced_with_its_folder_and_never_half_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 8, never lose a signed event: the log key signs every checkpoint and the
+    server will not start without it. A new key file reaches the disk (file and folder
+    synced) before the seed is used, so a power cut after the first signed commit cannot
+    leave it empty or missing; and a write that fails leaves no file at all (a restart
+    then makes a fresh one instead of refusing an empty one)."""
+    from ledger.store import create_seed_file, read_seed_file
+
+    synced: list[tuple[int, int]] = []  # (device, inode): a file keeps it when linked
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        found = os.fstat(fd)
+        synced.append((found.st_dev, found.st_ino))
+        real_fsync(fd)
+
+    def inode(path: Path) -> tuple[int, int]:
+        found = path.stat()
+        return found.st_dev, found.st_ino
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    target = tmp_path / "keys" / "log.key"
+    seed = create_seed_file(target)
+    assert read_seed_file(target) == seed
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert inode(target) in synced and inode(target.parent) in synced
+    assert synced.index(inode(target)) < synced.index(inode(target.parent))
+    assert sorted(p.name for p in target.parent.iterdir()) == ["log.key"]
+    with pytest.raises(FileExistsError):
+        create_seed_file(target)
+    assert read_seed_file(target) == seed
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    other = tmp_path / "keys" / "registrar.key"
+    with pytest.raises(OSError):
+        create_seed_file(other)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["log.key"]
+
+
+def test_a_new_key_file_on_a_file_system_without_hard_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same guarantees where ``link`` is refused (some mounted volumes)."""
+    import errno
+
+    from ledger.store import create_seed_file, read_seed_file
+
+    def no_links(*_args: Any) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    target = tmp_path / "log.key"
+    seed = create_seed_file(target)
+    assert read_seed_file(target) == seed
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["log.key"]
+    with pytest.raises(FileExistsError):
+        create_seed_file(target)
+    assert read_seed_file(target) == seed

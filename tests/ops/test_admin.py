@@ -149,11 +149,23 @@ def test_an_import_skips_the_future_time_rule(tmp_path: Path) -> None:
 
 
 def test_admin_export_and_import_commands(
-    logged: Ledger, another_database: Callable[[], str], tmp_path: Path
+    logged: Ledger,
+    another_database: Callable[[], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     key_file = tmp_path / "log.key"
     out = tmp_path / "export" / "log.jsonl"
     out.parent.mkdir()
+    synced: list[tuple[int, int]] = []  # a backup survives a power cut: file and folder
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        found = os.fstat(fd)
+        synced.append((found.st_dev, found.st_ino))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
     done = admin(
         ["export", "--out", str(out)],
         env_of(logged, str(logged.engine.url.render_as_string(hide_password=False)), key_file),
@@ -163,6 +175,9 @@ def test_admin_export_and_import_commands(
     assert f"root {root}" in done.stderr
     assert out.read_text().splitlines() == list(export_log(logged.engine))
     assert not list(out.parent.glob("*.partial"))
+    folder, written = out.parent.stat(), out.stat()
+    assert (written.st_dev, written.st_ino) in synced
+    assert synced[-1] == (folder.st_dev, folder.st_ino)
 
     to_stdout = admin(
         ["export"],
@@ -356,3 +371,68 @@ def test_readyz_sees_a_checkpoint_signed_by_another_key(logged: Ledger, tmp_path
         )
     check = quick_check(logged.engine, logged.verifier_key)
     assert not check.ok and "does not open with the log key" in check.detail
+
+
+@pytest.mark.parametrize("origin", [None, "another.example/log"], ids=["unset", "another"])
+def test_an_audit_run_with_another_logs_origin_is_refused_and_records_nothing(
+    logged: Ledger, tmp_path: Path, origin: str | None
+) -> None:
+    """Issue 8, `admin audit` ("exit 0 only when ... verify; names the first bad entry
+    otherwise") and /readyz's honesty: an audit run from a shell or a cron job that lacks
+    the server's GOLDTRAIL_ORIGIN (None: the default origin) would find every signature
+    bad and record a damaged log, turning /readyz red over a sound log. It is a settings
+    error instead, as it is for the server: one line, exit 2, nothing recorded."""
+    key_file = tmp_path / "log.key"
+    url = logged.engine.url.render_as_string(hide_password=False)
+    env: dict[str, str | None] = {**env_of(logged, url, key_file), "GOLDTRAIL_ORIGIN": origin}
+    refused = CliRunner().invoke(admin_app, ["audit"], env=env)
+    assert refused.exit_code == 2, refused.output
+    assert refused.stderr.count("\n") == 1
+    assert refused.stderr.endswith("(origin_mismatch)\n")
+    assert f"holds the log {logged.origin!r}" in refused.stderr
+    assert "GOLDTRAIL_ORIGIN" in refused.stderr
+    assert last_audit(logged.engine) is None
+    assert readyz(logged, key_file)[0] == 200
+
+    # log_meta changed instead (the entries are signed for the configured origin): this
+    # is damage, and the audit runs and names it
+    with logged.engine.begin() as conn:
+        conn.execute(
+            update(tables.log_meta)
+            .where(tables.log_meta.c.key == "origin")
+            .values(value="another.example/log")
+        )
+    damaged = CliRunner().invoke(admin_app, ["audit"], env=env_of(logged, url, key_file))
+    assert damaged.exit_code == 1, damaged.output
+    assert "log_meta says the origin is 'another.example/log'" in damaged.stdout
+
+
+def test_import_with_the_expected_root_refuses_an_export_cut_at_a_line_end(
+    logged: Ledger, tmp_path: Path
+) -> None:
+    """Issue 8, `admin import` ("ending with the identical root"): an export cut short at
+    the end of a line is a valid, shorter log, which imports whole. `--root`, the root that
+    the export printed, makes the import refuse it before writing anything."""
+    key_file = tmp_path / "log.key"
+    url = logged.engine.url.render_as_string(hide_password=False)
+    full = tmp_path / "log.jsonl"
+    assert admin(["export", "--out", str(full)], env_of(logged, url, key_file)).exit_code == 0
+    root = logged.log_info()["root"]
+    cut = tmp_path / "cut.jsonl"
+    lines = full.read_text().splitlines(keepends=True)
+    cut.write_text("".join(lines[:-3]))
+
+    target = tmp_path / "target.db"
+    env = env_of(logged, f"sqlite:///{target}", key_file)
+    refused = admin(["import", str(cut), "--root", root], env)
+    assert refused.exit_code == 1, refused.output
+    assert refused.stderr.count("\n") == 1
+    assert refused.stderr.endswith("(root_mismatch)\n")
+    assert f"{len(lines) - 3} entries" in refused.stderr and root in refused.stderr
+    assert not target.exists()  # nothing written, not even a schema
+
+    bad = admin(["import", str(full), "--root", "xyz"], env)
+    assert bad.exit_code == 2 and "(usage)" in bad.stderr
+    done = admin(["import", str(full), "--root", root.upper()], env)
+    assert done.exit_code == 0, done.output
+    assert f"root {root}" in done.stdout

@@ -5,9 +5,11 @@ its reason."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -27,7 +29,8 @@ from api.observability import JsonFormatter
 from api.settings import Settings
 from clients.admin import admin_app
 from ledger import tables
-from ledger.admin import ImportRefused, export_log, import_log
+from ledger.admin import ImportRefused, export_log, import_log, record_audit
+from ledger.audit import audit
 from ledger.protocol import public_key_hex
 from ledger.store import Ledger, make_engine, migrate
 from tests.ops.conftest import GOLDTRAIL, REPO, build_world, flip_a_digit, open_world_ledger
@@ -294,3 +297,123 @@ def test_an_error_line_says_what_the_database_refused_without_its_parameters(
         "OperationalError: (sqlite3.OperationalError) attempt to write a readonly database"
     )
     assert "Amani" not in json.dumps(entry)
+
+
+# ---------------------------------------------------------------------------
+# Durability the server cannot give
+
+
+def test_a_postgresql_without_fsync_is_a_warning_at_start(
+    database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 8, never lose a signed event, and see when something goes wrong: PostgreSQL
+    with fsync off (as the throwaway test server runs) may lose acknowledged events at a
+    power cut; goldtrail cannot change that, so it says so at start. SQLite: no warning."""
+    w = build_world()
+    settings = Settings(
+        database_url=database_url,
+        origin=w.origin,
+        log_key_file=str(tmp_path / "log.key"),
+        registrar_key=public_key_hex(w.registrar_key),
+    )
+    with caplog.at_level(logging.WARNING, logger="goldtrail"):
+        app = create_app(settings)
+    app.state.runtime.store.engine.dispose()
+    warnings = [r.getMessage() for r in caplog.records if "fsync" in r.getMessage()]
+    if database_url.startswith("postgresql"):
+        assert warnings and "PostgreSQL runs with fsync off" in warnings[0], caplog.text
+    else:
+        assert not warnings
+
+
+def _ready_gauges(text: str) -> dict[str, float]:
+    found = re.findall(r'^goldtrail_ready\{check="([a-z_]+)"\} ([0-9.]+)$', text, re.M)
+    return {check: float(value) for check, value in found}
+
+
+def test_metrics_say_which_readiness_check_fails_and_answer_when_the_database_does_not(
+    sqlite_app: tuple[TestClient, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 8, /metrics ("must see when something goes wrong"): a Prometheus server that
+    scrapes /metrics sees each /readyz check as a gauge, and still gets its metrics when
+    the database cannot be read (the log size is then its last known value)."""
+    client, key_file, _db = sqlite_app
+    sound = client.get("/metrics")
+    assert sound.status_code == 200
+    assert _ready_gauges(sound.text) == {
+        "database": 1.0,
+        "log_key": 1.0,
+        "integrity": 1.0,
+        "audit": 1.0,
+    }
+    size = client.get("/v1/log").json()["size"]
+    assert f"goldtrail_log_size {float(size)}" in sound.text
+
+    original = key_file.read_bytes()
+    key_file.unlink()
+    assert _ready_gauges(client.get("/metrics").text)["log_key"] == 0.0
+    key_file.write_bytes(original)
+
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+
+    def down(*_args: Any, **_kwargs: Any) -> Any:
+        raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(runtime.store, "size", down)
+    monkeypatch.setattr(runtime.store.engine, "connect", down)
+    blind = client.get("/metrics")
+    assert blind.status_code == 200, blind.text
+    assert _ready_gauges(blind.text)["database"] == 0.0
+    assert f"goldtrail_log_size {float(size)}" in blind.text
+
+
+def test_the_placeholder_origin_is_a_warning_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 8, settings from the environment: `docker run` without GOLDTRAIL_ORIGIN binds
+    the new log to the placeholder origin for ever; the server says so at start (a
+    configured origin gives no such line)."""
+    for origin, warned in ((Settings.model_fields["origin"].default, True), ("x.org/log", False)):
+        folder = tmp_path / origin.replace("/", "_")
+        folder.mkdir()
+        settings = Settings(
+            database_url=f"sqlite:///{folder}/ledger.db",
+            origin=origin,
+            log_key_file=str(folder / "log.key"),
+        )
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="goldtrail"):
+            app = create_app(settings)
+        app.state.runtime.store.engine.dispose()
+        lines = [r.getMessage() for r in caplog.records if "GOLDTRAIL_ORIGIN" in r.getMessage()]
+        assert bool(lines) == warned, caplog.text
+        if warned:
+            assert f"placeholder origin {origin!r}" in lines[0]
+
+
+def test_metrics_give_the_time_of_the_last_recorded_audit(
+    sqlite_app: tuple[TestClient, Path, Path],
+) -> None:
+    """Issue 8, /metrics and `admin audit`: the README asks for a nightly audit; a
+    Prometheus rule can only see that it stopped running (a broken cron job, a dead
+    container) from the time of the last recorded one, and whether it was green."""
+    client, _key_file, _db = sqlite_app
+
+    def audited_at(text: str) -> float:
+        found = re.search(r"^goldtrail_last_audit_timestamp_seconds (\S+)$", text, re.M)
+        assert found is not None, text
+        return float(found.group(1))
+
+    assert audited_at(client.get("/metrics").text) == 0.0
+    engine = client.app.state.runtime.store.engine  # type: ignore[attr-defined]
+    at = dt.datetime(2026, 12, 1, 2, 30, tzinfo=dt.UTC)
+    report = audit(
+        engine,
+        origin=build_world().origin,
+        verifier_key=client.get("/v1/log").json()["verifier_key"],
+    )
+    assert report.ok
+    record_audit(engine, report, at=at)
+    text = client.get("/metrics").text
+    assert audited_at(text) == at.timestamp()
+    assert _ready_gauges(text)["audit"] == 1.0

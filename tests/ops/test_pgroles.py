@@ -5,6 +5,7 @@ role cannot UPDATE, DELETE or TRUNCATE the log, nor switch the append-only trigg
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,7 +160,7 @@ def test_the_app_role_appends_but_cannot_change_the_log(
 
 
 def test_the_server_migrates_as_owner_and_serves_as_the_app_role(
-    roles: tuple[str, str, str], tmp_path: Path
+    roles: tuple[str, str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     owner_url, app_url, app = roles
     w = build_world()
@@ -170,7 +171,9 @@ def test_the_server_migrates_as_owner_and_serves_as_the_app_role(
         log_key_file=str(tmp_path / "log.key"),
         registrar_key=public_key_hex(w.registrar_key),
     )
-    created = create_app(settings)
+    with caplog.at_level(logging.WARNING, logger="goldtrail"):
+        created = create_app(settings)
+    assert "can change the log" not in caplog.text
     try:
         with TestClient(created) as client:
             posted = client.post("/v1/events/batch", json={"events": w.envelopes()})
@@ -196,3 +199,32 @@ def test_the_server_migrates_as_owner_and_serves_as_the_app_role(
     assert done.exit_code == 0, done.output
     assert f"the role {app} may read and append" in done.stdout
     assert migrate_as_owner(owner_url, app_url) == app
+
+
+def test_a_server_running_as_the_owner_or_a_superuser_warns_at_start(
+    roles: tuple[str, str, str], postgres_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 8, "the server runs as a role that may only SELECT and INSERT on the log", and
+    see when something goes wrong: a server given the owner's (or a superuser's) URL runs,
+    but says at start that the database's privileges do not guard the log."""
+    owner_url, _app_url, _app = roles
+    w = build_world()
+    owner = str(make_url(owner_url).username)
+    superuser = make_url(owner_url).set(username=make_url(postgres_url).username)
+    for url, reason in (
+        (owner_url, f"the role {owner} owns the log"),
+        (superuser.render_as_string(hide_password=False), "is a superuser"),
+    ):
+        settings = Settings(
+            database_url=url,
+            origin=w.origin,
+            log_key_file=str(tmp_path / "log.key"),
+            registrar_key=public_key_hex(w.registrar_key),
+        )
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="goldtrail"):
+            created = create_app(settings)
+        created.state.runtime.store.engine.dispose()
+        lines = [r.getMessage() for r in caplog.records if "can change the log" in r.getMessage()]
+        assert len(lines) == 1, caplog.text
+        assert reason in lines[0]
