@@ -272,9 +272,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 # Browser
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless system Chromium through Playwright (no browser download, ever)."""
+    """Headless system Chromium through Playwright (no browser download, ever).
+
+    One per test module, not per session: Playwright's sync API keeps an asyncio loop
+    running in the main thread while it is open, and tests in later modules call
+    ``asyncio.run``, which refuses to start inside a running loop."""
     if not CHROMIUM.exists():
         unavailable(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
