@@ -18,7 +18,7 @@ import io
 import math
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape
@@ -312,44 +312,33 @@ def report_charts(
     ) -> None:
         charts.append(Chart(cid, title, svg, [head, *cells], _table(labels, cells)))
 
+    def add_shares(
+        cid: str,
+        title: str,
+        chart: Callable[..., str],
+        head: str,
+        labels: Sequence[str],
+        series: Mapping[str, Sequence[Any]],
+        extra: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        """A chart of shares (as percentages) with its table, and ``extra`` table columns."""
+        values = {k: [_value(x) for x in v] for k, v in series.items()}
+        svg = chart(title, labels, values, percent=True, chart_id=cid)
+        cells = {k: [_cell(x) for x in v] for k, v in series.items()}
+        add(cid, title, svg, head, labels, {**cells, **(extra or {})})
+
     # trends over months
     shares = {
         "Women's share of producers": [r["women_share_of_producers"] for r in regs],
         "Fine gold from women-led teams": [r["women_led_fine_share"] for r in regs],
     }
     title = "Women in production, by month"
-    add(
-        "trend-producers",
-        title,
-        line_chart(
-            title,
-            months,
-            {k: [_value(x) for x in v] for k, v in shares.items()},
-            percent=True,
-            chart_id="trend-producers",
-        ),
-        "Month",
-        months,
-        {k: [_cell(x) for x in v] for k, v in shares.items()},
-    )
+    add_shares("trend-producers", title, line_chart, "Month", months, shares)
 
     currencies = sorted({p["currency"] for r in regs for p in r["payments"]})
     pay = {cur: [_payment(r, cur) for r in regs] for cur in currencies}
     title = "Share of payments into women's hands, by month"
-    add(
-        "trend-payments",
-        title,
-        line_chart(
-            title,
-            months,
-            {k: [_value(x) for x in v] for k, v in pay.items()},
-            percent=True,
-            chart_id="trend-payments",
-        ),
-        "Month",
-        months,
-        {k: [_cell(x) for x in v] for k, v in pay.items()},
-    )
+    add_shares("trend-payments", title, line_chart, "Month", months, pay)
 
     gbv_months = [m["site_indicators"]["gbv_per_30_days"] for m in gender["by_month"]]
     title = "Gender-based violence: reports per 30 days across the sites, by month"
@@ -382,20 +371,7 @@ def report_charts(
         "Fine gold, women-led teams": [s["registrations"]["women_led_fine_share"] for s in sites],
     }
     title = "Women's shares per site"
-    add(
-        "site-shares",
-        title,
-        bar_chart(
-            title,
-            labels,
-            {k: [_value(x) for x in v] for k, v in per_site.items()},
-            percent=True,
-            chart_id="site-shares",
-        ),
-        "Site",
-        labels,
-        {k: [_cell(x) for x in v] for k, v in per_site.items()},
-    )
+    add_shares("site-shares", title, bar_chart, "Site", labels, per_site)
 
     owned: dict[str, list[int | None]] = {"Pits": [], "Processing units": []}
     for s in sites:
@@ -421,20 +397,14 @@ def report_charts(
     incomes = [ind(s, "daily_income_median") for s in sites]
     gaps = [None if i is None else i["gap"] for i in incomes]
     title = "Gap in median daily income, women vs men (1 − women/men)"
-    add(
+    add_shares(
         "site-income-gap",
         title,
-        bar_chart(
-            title,
-            labels,
-            {"Income gap": [_value(g) for g in gaps]},
-            percent=True,
-            chart_id="site-income-gap",
-        ),
+        bar_chart,
         "Site",
         labels,
+        {"Income gap": gaps},
         {
-            "Income gap": [_cell(g) for g in gaps],
             # the medians themselves, in the table only (sites pay in different currencies)
             "Women, median per day": [_money(None if i is None else i["women"]) for i in incomes],
             "Men, median per day": [_money(None if i is None else i["men"]) for i in incomes],
@@ -461,20 +431,14 @@ def report_charts(
         "Women among leaders": [o["women_share_of_leaders"] for o in organisations],
     }
     title = "Women among members and leaders, per organisation"
-    add(
+    add_shares(
         "org-shares",
         title,
-        bar_chart(
-            title,
-            org_labels,
-            {k: [_value(x) for x in v] for k, v in org_shares.items()},
-            percent=True,
-            chart_id="org-shares",
-        ),
+        bar_chart,
         "Organisation",
         org_labels,
+        org_shares,
         {
-            **{k: [_cell(x) for x in v] for k, v in org_shares.items()},
             "Led by a woman": [
                 "–" if o["women_led"] is None else "yes" if o["women_led"] else "no"
                 for o in organisations
