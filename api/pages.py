@@ -184,10 +184,10 @@ def render_lot_page(
     command to check the bundle offline); ``server_name`` names this server.
 
     ``bundle`` (optional) is the bundle the report was verified from. With it the timeline
-    says more (the process, the recipient, the destination...) and payment figures can be
-    shown: a figure needs the number of producers of each registration in that currency,
-    which only the registrations themselves tell. Without it, payments are withheld. Only bodies
-    whose event id is in the report's verified timeline are read.
+    says more (the process, the recipient, the destination...). Only bodies whose event id is
+    in the report's verified timeline are read. A payment figure is shown only where the
+    report's ``payment_groups`` (the smallest group paid in that currency, which the verifier
+    worked out from the registrations) is at least 5.
 
     ``registrar_key`` (hex), when given, is pinned in the offline command and shown for
     comparison with the programme's; ``bundle_file`` is the name the download is saved under
@@ -243,7 +243,7 @@ def render_lot_page(
         t(lang, f"risk.{page.risk}") if i18n.has(lang, f"risk.{page.risk}") else page.risk
     )
     page.flags = [_flag(lang, f) for f in state.get("flags", [])]
-    page.gender = _gender(lang, state.get("gender"), _smallest_payment_groups(report, bodies))
+    page.gender = _gender(lang, state.get("gender"), report.payment_groups)
     return _env.get_template("lot.html").render(lang=lang, page=page, t=_translator(lang))
 
 
@@ -569,30 +569,6 @@ def _flag(lang: str, flag: Mapping[str, Any]) -> Flag:
     else:
         status_word = _word(lang, "flag", status)
     return Flag(sentence, cls, _word(lang, "class", cls), status, status_word)
-
-
-def _smallest_payment_groups(report: Report, bodies: dict[str, dict[str, Any]]) -> dict[str, int]:
-    """Per payment currency, the smallest group paid in it: over the origin registrations
-    paid in that currency, the fewest women or men of a team that has any (``to_women`` is
-    the women's pay, ``total − to_women`` the men's). A figure summing a small group's
-    payment is withheld, as the reports leave it out."""
-    groups: dict[str, int] = {}
-    for item in report.timeline:
-        body = bodies.get(item.event_id)
-        if body is None or body.get("type") != "lot.registered":
-            continue
-        payment = body.get("payment")
-        producers = body.get("producers")
-        if not isinstance(payment, Mapping) or not isinstance(producers, Mapping):
-            continue
-        currency = payment.get("total", {}).get("currency")
-        present = [
-            n for n in (int(producers.get("women", 0)), int(producers.get("men", 0))) if n > 0
-        ]
-        count = min(present, default=0)
-        if isinstance(currency, str):
-            groups[currency] = min(groups.get(currency, count), count)
-    return groups
 
 
 def _gender(lang: str, summary: object, groups: dict[str, int]) -> Gender | None:
