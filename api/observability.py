@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import schemas
 from api.errors import internal_error
+from ledger.events import parse_protocol_time
 
 if TYPE_CHECKING:
     from api.runtime import Runtime
@@ -89,11 +89,8 @@ def _error_line(error: BaseException | None) -> str:
 def _audit_time(verdict: Any) -> float:
     """The Unix time of a recorded audit verdict (``ledger.admin.last_audit``); 0 when
     there is none or its time is unreadable."""
-    try:
-        at = dt.datetime.strptime(str(verdict["at"]), "%Y-%m-%dT%H:%M:%SZ")
-    except (TypeError, KeyError, ValueError):
-        return 0.0
-    return at.replace(tzinfo=dt.UTC).timestamp()
+    at = parse_protocol_time(str(verdict.get("at"))) if isinstance(verdict, dict) else None
+    return 0.0 if at is None else at.timestamp()
 
 
 def _where(trace: TracebackType | None) -> str:

@@ -30,7 +30,6 @@ from ledger.verify import Report, TimelineItem
 CHART_WIDTH = 320
 
 #: the smallest group whose payment or income figures a page may show
-MIN_GROUP = 5
 
 _env = Environment(
     loader=PackageLoader("api", "templates"),
@@ -232,7 +231,7 @@ def render_lot_page(
     page.label_notice = _label_notice(lang, report, label_at, head_is_newer, bodies, names)
     page.rows = _identity(lang, state, names)
     page.on_hold = bool(state.get("hold"))
-    page.went_into = _went_into(report, state)
+    page.went_into = _went_into(report)
     registered_on = _registration_dates(report, bodies)
     page.sites = [_site(lang, s, registered_on.get(str(s.get("id")))) for s in report.sites]
     page.steps = [
@@ -243,7 +242,7 @@ def render_lot_page(
         t(lang, f"risk.{page.risk}") if i18n.has(lang, f"risk.{page.risk}") else page.risk
     )
     page.flags = [_flag(lang, f) for f in state.get("flags", [])]
-    page.gender = _gender(lang, state.get("gender"), report.payment_groups)
+    page.gender = _gender(lang, state.get("gender"), report)
     return _env.get_template("lot.html").render(lang=lang, page=page, t=_translator(lang))
 
 
@@ -407,20 +406,10 @@ def _identity(lang: str, state: Mapping[str, Any], names: dict[str, str]) -> lis
     return rows
 
 
-def _went_into(report: Report, state: Mapping[str, Any]) -> list[dict[str, str]]:
-    """For a consumed lot, the outputs of the processing that consumed it (its last event),
-    each with a link to its own page on this server (relative: ``/l/A`` links to ``B`` as
-    ``/prefix/l/A`` does)."""
-    if state.get("status") != "consumed":
-        return []
-    last = next((s for s in reversed(report.timeline) if s.on_own_chain), None)
-    if last is None or last.type != "lot.processed":
-        return []
-    return [
-        {"lot": str(o["lot"]), "href": quote(str(o["lot"]), safe="")}
-        for o in last.details.get("outputs", [])
-        if o.get("lot") != report.lot
-    ]
+def _went_into(report: Report) -> list[dict[str, str]]:
+    """``report.went_into()``, each lot with a link to its own page on this server
+    (relative: ``/l/A`` links to ``B`` as ``/prefix/l/A`` does)."""
+    return [{"lot": lot, "href": quote(lot, safe="")} for lot in report.went_into()]
 
 
 _COLOURS = ("green", "yellow", "red", "blue")
@@ -571,7 +560,7 @@ def _flag(lang: str, flag: Mapping[str, Any]) -> Flag:
     return Flag(sentence, cls, _word(lang, "class", cls), status, status_word)
 
 
-def _gender(lang: str, summary: object, groups: dict[str, int]) -> Gender | None:
+def _gender(lang: str, summary: object, report: Report) -> Gender | None:
     if not isinstance(summary, Mapping):
         return None
     producers = summary.get("producers", {})
@@ -588,7 +577,7 @@ def _gender(lang: str, summary: object, groups: dict[str, int]) -> Gender | None
     payments = []
     for paid in summary.get("paid", []):
         currency = str(paid.get("currency", ""))
-        if groups.get(currency, 0) >= MIN_GROUP:
+        if report.payment_shown(currency):
             text = t(
                 lang,
                 "gender.paid",

@@ -7,7 +7,7 @@ import re
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ledger.protocol import is_valid_public_key
+from ledger.protocol import hex32, is_valid_public_key
 
 
 class Settings(BaseSettings):
@@ -40,16 +40,16 @@ class Settings(BaseSettings):
             return None
         # "hex public key" (section 8): an environment variable is not JSON, so capitals are
         # the same key; it is compared with the lowercase hex of seq 0's signature.key
-        if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        key = hex32(value)
+        if key is None:
             raise ValueError("GOLDTRAIL_REGISTRAR_KEY must be 64 hex characters")
-        value = value.lower()
-        if not is_valid_public_key(bytes.fromhex(value)):
+        if not is_valid_public_key(bytes.fromhex(key)):
             # every seq 0 signed "with" it would be refused: say so now, not at each post
             raise ValueError(
                 "GOLDTRAIL_REGISTRAR_KEY is not an Ed25519 public key (64 hex characters, "
                 "but not a point of the curve that a signing key gives)"
             )
-        return value
+        return key
 
     @field_validator("origin")
     @classmethod

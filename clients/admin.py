@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO
 import typer
 
 from ledger.errors import LedgerError
+from ledger.protocol import hex32
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -487,9 +487,10 @@ def import_command(
 
     expected: bytes | None = None
     if root is not None:
-        if not re.fullmatch(r"[0-9a-fA-F]{64}", root):
+        root_hex = hex32(root)
+        if root_hex is None:
             _fail(f"--root must be 64 hex digits, not {root!r}", "usage", 2)
-        expected = bytes.fromhex(root)
+        expected = bytes.fromhex(root_hex)
     settings = _settings()
     url = settings.database_url
     if source != "-" and not Path(source).is_file():

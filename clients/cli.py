@@ -83,7 +83,7 @@ from ledger.events import (
     WomenRole,
     parse_body,
 )
-from ledger.protocol import canonical, parse_strict, public_key_hex, sign_body
+from ledger.protocol import canonical, hex32, parse_strict, public_key_hex, sign_body
 
 __all__ = ["Hooks", "app", "main"]
 
@@ -342,10 +342,10 @@ def _usage(message: str) -> NoReturn:
 
 def _hex_key(text: str, what: str) -> str:
     """A public key typed as hex: either case (the log writes it in lowercase)."""
-    key = text.strip()
-    if not re.fullmatch(r"[0-9a-fA-F]{64}", key):
+    key = hex32(text.strip())
+    if key is None:
         _usage(f"{what}: a public key is 64 hexadecimal characters (0-9, a-f), not {text!r}")
-    return key.lower()
+    return key
 
 
 def _int(text: str, what: str) -> int:
@@ -1755,9 +1755,11 @@ def _open_flag_id(state: ChainState, lot: str, code: str) -> str:
 # lots: reading
 
 
-def _gender_lines(gender: dict[str, Any], groups: dict[str, int] | None = None) -> list[str]:
-    """The gender summary in lines; ``groups`` (a verified bundle's ``payment_groups``)
-    withholds a currency's payment figures when they concern fewer than 5 people."""
+def _gender_lines(
+    gender: dict[str, Any], payment_shown: Callable[[str], bool] | None = None
+) -> list[str]:
+    """The gender summary in lines; ``payment_shown`` (a verified report's) withholds a
+    currency's payment figures when they concern fewer than 5 people."""
     producers = gender.get("producers") or {}
     women, men = producers.get("women", 0), producers.get("men", 0)
     lines = [f"producers: {women} women, {men} men"]
@@ -1768,8 +1770,8 @@ def _gender_lines(gender: dict[str, Any], groups: dict[str, int] | None = None) 
         )
     for paid in gender.get("paid") or []:
         # Pages and reports show a payment only for a group of at least 5 people.
-        if groups is not None:
-            if groups.get(paid["currency"], 0) >= 5:
+        if payment_shown is not None:
+            if payment_shown(paid["currency"]):
                 lines.append(
                     f"paid to producers: {paid['total']:,} {paid['currency']} (minor units), "
                     f"of which to women {paid['to_women']:,}"
@@ -1788,7 +1790,7 @@ def _gender_lines(gender: dict[str, Any], groups: dict[str, int] | None = None) 
 
 
 def _print_lot(
-    view: dict[str, Any], note: str = "", payment_groups: dict[str, int] | None = None
+    view: dict[str, Any], note: str = "", payment_shown: Callable[[str], bool] | None = None
 ) -> None:
     _out(f"lot {view.get('lot')}{note}")
     rows = [
@@ -1823,7 +1825,7 @@ def _print_lot(
         extra = f", {f['outcome']}" if f.get("outcome") else ""
         _out(f"  flag         {f.get('code')} ({f.get('class', '?')}, {f.get('status')}{extra})")
     if isinstance(view.get("gender"), dict):
-        for line in _gender_lines(view["gender"], payment_groups):
+        for line in _gender_lines(view["gender"], payment_shown):
             _out(f"  {line}")
 
 
@@ -2225,7 +2227,7 @@ def _print_report(report: Any) -> None:
             f"{len(report.after_label)} event(s) since, listed at the end"
         )
     if report.state is not None:
-        _print_lot(report.state, payment_groups=report.payment_groups)
+        _print_lot(report.state, payment_shown=report.payment_shown)
     for site in report.sites:
         _out(
             f"  origin site  {site['id']}: {site['name']}, {site['region']} "
@@ -2264,9 +2266,8 @@ def _print_report(report: Any) -> None:
                     state["custodian"],
                 )
                 now += f", held by {holder}"
-            last = report.after_label[-1]
-            if state.get("status") == "consumed" and last.type == "lot.processed":
-                went = [o["lot"] for o in last.details.get("outputs", []) if o["lot"] != report.lot]
+            went = report.went_into()
+            if went:
                 now += f"; its gold went into {', '.join(went)}"
             _out(f"    {now}")
         else:

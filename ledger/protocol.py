@@ -463,6 +463,15 @@ def signing_message(origin: str, digest: bytes) -> bytes:
 # Keys and signatures
 
 
+_HEX32 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def hex32(text: str) -> str | None:
+    """32 bytes (a key, a hash) as a person types or sets them: 64 hex digits in either
+    case, returned as the lowercase hex the log writes; None for anything else."""
+    return text.lower() if _HEX32.fullmatch(text) else None
+
+
 def is_valid_public_key(key: bytes) -> bool:
     """True if ``key`` is a canonical encoding of a point of the prime-order subgroup."""
     return len(key) == 32 and bool(nacl.bindings.crypto_core_ed25519_is_valid_point(key))

@@ -18,6 +18,7 @@ from ledger.checkpoint import Checkpoint, open_checkpoint
 from ledger.errors import LedgerError, MalformedError, SignatureError, VerificationError
 from ledger.merkle import HASH_SIZE, leaf_hash, node_hash, verify_inclusion
 from ledger.protocol import canonical, event_id, parse_strict
+from ledger.reports import MIN_GROUP
 from ledger.rules import Prepared, admit, prepare, verified
 from ledger.state import ActorState, LotState, MemoryState, SiteState, StagedState
 from ledger.views import lot_view
@@ -82,6 +83,21 @@ class Report:
     #: (over the origin registrations paid in it, the fewest women or men of a team that has
     #: any): a report shows a figure only for a group of at least 5 (section 7)
     payment_groups: dict[str, int] = field(default_factory=dict)
+
+    def payment_shown(self, currency: str) -> bool:
+        """Whether the lot's payment figures in ``currency`` may be shown: only when they
+        concern groups of at least ``MIN_GROUP`` people (``payment_groups``)."""
+        return self.payment_groups.get(currency, 0) >= MIN_GROUP
+
+    def went_into(self) -> list[str]:
+        """For a lot consumed by processing (its own chain's last event), the other lots
+        that processing made: where its gold went."""
+        if self.state is None or self.state.get("status") != "consumed":
+            return []
+        last = next((t for t in reversed(self.timeline) if t.on_own_chain), None)
+        if last is None or last.type != "lot.processed":
+            return []
+        return [str(o["lot"]) for o in last.details.get("outputs", []) if o["lot"] != self.lot]
 
     def to_json(self) -> dict[str, Any]:
         """The report as plain JSON."""
@@ -307,11 +323,11 @@ def _payment_groups(bodies: list[dict[str, Any]]) -> dict[str, int]:
         if body["type"] != "lot.registered" or not isinstance(payment, dict):
             continue
         producers = body["producers"]
-        present = [n for n in (producers.get("women", 0), producers.get("men", 0)) if n > 0]
-        currency = payment["total"]["currency"]
-        groups[currency] = min(
-            groups.get(currency, min(present, default=0)), min(present, default=0)
+        smallest = min(
+            (n for n in (producers.get("women", 0), producers.get("men", 0)) if n), default=0
         )
+        currency = payment["total"]["currency"]
+        groups[currency] = min(groups.get(currency, smallest), smallest)
     return groups
 
 

@@ -19,13 +19,14 @@ import pytest
 
 from api import i18n
 from api.i18n import t
-from api.pages import MIN_GROUP, choose_language, render_error_page, render_lot_page
+from api.pages import choose_language, render_error_page, render_lot_page
 from clients.scenario import load_scenario
 from ledger.bundle import build_bundle
 from ledger.checkpoint import LogSigner
 from ledger.events import FLAG_CLASS, TYPE_MODELS, AssayMethod, Form, Outcome, Process
 from ledger.protocol import canonical, event_id, public_key_hex
 from ledger.replay import MemoryLedger
+from ledger.reports import MIN_GROUP
 from ledger.verify import Report, verify_bundle
 from tests import factories
 
