@@ -41,6 +41,7 @@ from ledger.store import (
     _upsert,
     log_size,
     read_transaction,
+    reindex_event_ids,
     write_transaction,
 )
 
@@ -50,8 +51,11 @@ CHUNK = 1000
 IMPORT_BATCH = 500
 #: the ``log_meta`` key under which ``record_audit`` keeps the last audit's verdict
 LAST_AUDIT_KEY = "last_audit"
-#: the projection tables, children first (rebuilt from the log; never the truth)
+#: the projection tables, children first (rebuilt from the log; never the truth); the
+#: event-id index (``ledger.tables``) is rebuilt with them
 PROJECTION_TABLES = (
+    tables.event_ids,
+    tables.recent_event_ids,
     tables.event_lots,
     tables.lot_sites,
     tables.lots,
@@ -282,6 +286,7 @@ def rebuild_projections(engine: Engine, origin: str, registrar_key: str | None) 
                 events=list(state.events.values()),
             )
         )
+        reindex_event_ids(conn, ((bytes.fromhex(e.event_id), e.seq) for e in state.events.values()))
         # a ledger (another process's, for one) keeps rows it read while the log's size
         # does not change: a new mark tells it these are not them
         mark = conn.execute(

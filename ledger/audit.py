@@ -531,6 +531,25 @@ class _Audit:
             list(self.event_lots),
             key=2,
         )
+        self.event_id_index()
+
+    def event_id_index(self) -> None:
+        """The event-id index (``ledger.tables``): each entry's id once, in either part,
+        with its seq."""
+        indexed: list[tuple[Any, ...]] = []
+        seen: set[str] = set()
+        for table in (tables.event_ids, tables.recent_event_ids):
+            for key, seq in _raw_rows(self.conn, select(table.c.event_id, table.c.seq)):
+                event = bytes(key).hex()
+                if event in seen:
+                    self.problem(
+                        "projection",
+                        f"event id index entry {event!r} is in both event_ids and recent_event_ids",
+                    )
+                seen.add(event)
+                indexed.append((event, int(seq)))
+        expected = [(e.event_id, e.seq) for e in self.state.events.values()]
+        self.compare_rows("event id index entry", indexed, expected)
 
 
 #: the log's columns that repeat what the body says

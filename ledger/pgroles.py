@@ -8,8 +8,8 @@ server connects (``GOLDTRAIL_DATABASE_URL``) as an *application* role that
   UPDATE, DELETE and TRUNCATE are refused by privilege before the append-only triggers are
   even reached, and as it owns no table it cannot ``ALTER TABLE ... DISABLE TRIGGER``, drop
   a trigger or a table, nor (not being a superuser) ``SET session_replication_role``;
-- may SELECT, INSERT, UPDATE and DELETE on ``log_meta`` and the projection tables (which are
-  rebuilt from the log, ``goldtrail admin rebuild``);
+- may SELECT, INSERT, UPDATE and DELETE on ``log_meta``, the projection tables and the
+  event-id index (which are rebuilt from the log, ``goldtrail admin rebuild``);
 - may SELECT ``alembic_version`` (the server checks the schema is current at start).
 
 Create the role once, as a superuser or a role with CREATEROLE::

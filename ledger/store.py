@@ -60,6 +60,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    union_all,
 )
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -476,6 +477,59 @@ _LOOKUPS: dict[str, tuple[Any, tuple[Any, ...]]] = {
     "event": (tables.log.c.event_id, (tables.log.c.seq, tables.log.c.envelope)),
 }
 
+#: the event-id index's recent part moves into its big part each time the log's size
+#: passes a multiple of this (``ledger.tables``: a sorted pass of this many ids writes each
+#: leaf of the big index once, while a batch's new ids share the recent part's few leaves)
+MERGE_EVERY = 32_768
+
+_EVENT_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def id_key(event_id: str) -> bytes | None:
+    """The key of an event id in ``event_ids``/``recent_event_ids`` (its 32 bytes), or None
+    when it cannot be a stored id (not 64 lowercase hex digits: the id any stored entry
+    has, so an id written otherwise names no event, as before)."""
+    return bytes.fromhex(event_id) if _EVENT_ID.fullmatch(event_id) else None
+
+
+def seqs_of(keys: Sequence[Any]) -> Any:
+    """SELECT the seq of the events whose ``id_key`` is one of ``keys`` (values or bind
+    parameters): whichever part of the index holds it."""
+    parts = (tables.recent_event_ids, tables.event_ids)
+    return union_all(*(select(t.c.seq).where(t.c.event_id.in_(keys)) for t in parts))
+
+
+def index_event_ids(conn: Connection, pairs: list[tuple[bytes, int]]) -> None:
+    """Add (``id_key``, seq) pairs of new log entries to the event-id index, and merge its
+    recent part into the big one when the log passes a multiple of ``MERGE_EVERY``."""
+    if not pairs:
+        return
+    _insert_rows(conn, tables.recent_event_ids, pairs)
+    first, last = pairs[0][1], pairs[-1][1]
+    if first // MERGE_EVERY != (last + 1) // MERGE_EVERY:
+        merge_event_ids(conn)
+
+
+def reindex_event_ids(conn: Connection, pairs: Iterable[tuple[bytes, int]]) -> None:
+    """Replace the event-id index by ``pairs`` (every entry's ``id_key`` and seq), all in its
+    big part (``goldtrail admin rebuild``)."""
+    conn.execute(tables.recent_event_ids.delete())
+    conn.execute(tables.event_ids.delete())
+    ordered = sorted(pairs)
+    for at in range(0, len(ordered), 10_000):
+        _insert_rows(conn, tables.event_ids, ordered[at : at + 10_000])
+
+
+def merge_event_ids(conn: Connection) -> None:
+    """Move every id of ``recent_event_ids`` into ``event_ids``, in key order."""
+    recent, merged = tables.recent_event_ids, tables.event_ids
+    conn.execute(
+        insert(merged).from_select(
+            ["event_id", "seq"], select(recent.c.event_id, recent.c.seq).order_by(recent.c.event_id)
+        )
+    )
+    conn.execute(recent.delete())
+
 
 #: the kinds of rows an append may take from what the same ledger's last committed append
 #: read (actors, sites and the owners of keys and prefixes change rarely; lots and events
@@ -498,10 +552,16 @@ def _compile_load(dialect: Any, kind: str, width: int) -> tuple[str, bool, list[
     documents are read alike)."""
     key_col, value_cols = _LOOKUPS[kind]
     columns = (key_col, *value_cols)
-    stmt = select(*columns).where(key_col.in_([bindparam(f"k{n}") for n in range(width)]))
+    binds: list[Any] = [bindparam(f"k{n}") for n in range(width)]
+    if kind == "event":  # found through the event-id index (its two parts bind the keys)
+        stmt = select(*columns).where(tables.log.c.seq.in_(seqs_of(binds)))
+        expected = [f"k{n}" for n in range(width)] * 2
+    else:
+        stmt = select(*columns).where(key_col.in_(binds))
+        expected = [f"k{n}" for n in range(width)]
     compiled = stmt.compile(dialect=dialect)
     positional = compiled.positiontup
-    if positional is not None and list(positional) != [f"k{n}" for n in range(width)]:
+    if positional is not None and list(positional) != expected:
         raise RuntimeError(f"unexpected parameter order for {kind}")  # pragma: no cover
     processors = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
     return str(compiled), positional is not None, processors
@@ -686,6 +746,9 @@ class SqlState:
         # text cannot), so never ask the database for one (it would fail, not answer)
         cache.update({k: None for k in wanted if "\x00" in k})
         wanted = [k for k in wanted if "\x00" not in k]
+        if kind == "event":  # looked up by their index keys; no other text names an event
+            cache.update({k: None for k in wanted if id_key(k) is None})
+            wanted = [k for k in wanted if id_key(k) is not None]
         dialect = self.conn.dialect
         for at in range(0, len(wanted), _IN_CHUNK):
             chunk = wanted[at : at + _IN_CHUNK]
@@ -696,8 +759,14 @@ class SqlState:
                 ("load", dialect.name, kind, width),
                 functools.partial(_compile_load, dialect, kind, width),
             )
-            keys = chunk + [chunk[-1]] * (width - len(chunk))
-            params: Any = keys if positional else {f"k{n}": k for n, k in enumerate(keys)}
+            values: list[Any] = chunk + [chunk[-1]] * (width - len(chunk))
+            if kind == "event":  # the index's keys, bound once per part of the index
+                values = [bytes.fromhex(k) for k in values]
+            params: Any = (
+                values * (2 if kind == "event" else 1)
+                if positional
+                else {f"k{n}": k for n, k in enumerate(values)}
+            )
             for raw in self.conn.exec_driver_sql(sql, tuple(params) if positional else params):
                 row = tuple(v if p is None else p(v) for v, p in zip(raw, processors, strict=True))
                 cache[row[0]] = _lookup_value(kind, row)
@@ -877,9 +946,16 @@ class SqlLogReader:
 
     def event_at(self, event_id: str) -> tuple[int, dict[str, Any]] | None:
         """The (seq, envelope) of an event, or None."""
-        row = self.conn.execute(
-            select(tables.log.c.seq, tables.log.c.envelope).where(tables.log.c.event_id == event_id)
-        ).first()
+        key = id_key(event_id)
+        row = (
+            None
+            if key is None
+            else self.conn.execute(
+                select(tables.log.c.seq, tables.log.c.envelope).where(
+                    tables.log.c.seq.in_(seqs_of([key]))
+                )
+            ).first()
+        )
         return None if row is None else (row.seq, json.loads(bytes(row.envelope)))
 
     def _about(self, prefix: str, subject: str, max_seq: int) -> list[tuple[int, dict[str, Any]]]:
@@ -1229,6 +1305,7 @@ class Ledger:
                 )
             )
         _insert_rows(conn, tables.log, rows)
+        index_event_ids(conn, [(bytes.fromhex(row[1]), row[0]) for row in rows])
         tree = AppendHashStore(conn, start, self._frontier)
         self.last_hash_store = tree
         root = merkle.append_leaves(tree, start, [leaves[a.event_id] for a in new])
@@ -1394,11 +1471,13 @@ class Ledger:
 
     def entry_by_id(self, event_id: str) -> dict[str, Any] | None:
         """The entry ``{event_id, seq, leaf_hash, envelope}`` of an event, or None."""
-        t = tables.log
+        t, key = tables.log, id_key(event_id)
+        if key is None:
+            return None
         with read_transaction(self.engine) as conn:
             row = conn.execute(
                 select(t.c.seq, t.c.event_id, t.c.leaf_hash, t.c.envelope).where(
-                    t.c.event_id == event_id
+                    t.c.seq.in_(seqs_of([key]))
                 )
             ).first()
         return None if row is None else _entry(row)

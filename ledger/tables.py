@@ -6,6 +6,7 @@ cannot express). A test checks that the two agree.
 
 - ``log``, ``tree_nodes`` and ``checkpoints`` are the truth and are append-only: the
   database itself refuses UPDATE, DELETE (and TRUNCATE on PostgreSQL) on them.
+- ``event_ids`` and ``recent_event_ids`` find an event's seq by its id (see below).
 - ``log_meta`` holds what the log is bound to: its origin, its public key, seq 0's key.
 - ``actors``, ``actor_keys``, ``prefixes``, ``sites``, ``lots``, ``lot_sites`` and
   ``event_lots`` are projections: rebuildable from the log, checked against it by the audit.
@@ -49,7 +50,8 @@ log = Table(
     "log",
     metadata,
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
-    Column("event_id", String(64), nullable=False, unique=True),
+    # unique, but indexed by event_ids and recent_event_ids, not here
+    Column("event_id", String(64), nullable=False),
     Column("leaf_hash", LargeBinary(32), nullable=False),
     # exactly JCS(envelope): the leaf data, byte for byte
     Column("envelope", LargeBinary, nullable=False),
@@ -59,6 +61,31 @@ log = Table(
     # what an actor.* event is about (its subject) or a site.* event (its site); else NULL
     Column("subject", String(64), nullable=True),
     Index(None, "subject", "seq"),
+)
+
+# -- which seq holds an event id --------------------------------------------------------
+# Event ids are SHA-256 hashes: in one B-tree over all of them, every new id lands on a
+# leaf of its own, so a batch of appends writes about one index page per event once the
+# index outgrows the cache, scattered over the whole database file. Instead, new ids go to
+# ``recent_event_ids`` (small, so a batch's ids share its few pages), and every
+# ``store.MERGE_EVERY`` entries they move to ``event_ids`` in one sorted pass, which
+# writes each leaf of the big index once for many ids. An id is in exactly one of the two
+# (the store looks in both; the audit checks both against the log; a rebuild refills them).
+
+event_ids = Table(
+    "event_ids",
+    metadata,
+    Column("event_id", LargeBinary(32), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+recent_event_ids = Table(
+    "recent_event_ids",
+    metadata,
+    Column("event_id", LargeBinary(32), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 tree_nodes = Table(

@@ -162,7 +162,7 @@ def test_migrations_agree_with_metadata(database_url: str) -> None:
             diff = compare_metadata(MigrationContext.configure(conn), tables.metadata)
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         assert diff == []
-        assert version == "0001_initial"
+        assert version == "0002_event_id_index"
     finally:
         engine.dispose()
 

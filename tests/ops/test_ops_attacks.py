@@ -88,8 +88,8 @@ def test_a_schema_newer_than_the_code_is_refused_in_one_line(
         assert started.returncode == 2, started.stderr
         assert started.stderr.splitlines() == [
             f"goldtrail: cannot start: The database's schema is at revision {FUTURE_REVISION}, "
-            "which this goldtrail does not know (its newest is 0001_initial): a newer goldtrail "
-            "migrated it. Run that version (or newer); this one must not write to it."
+            "which this goldtrail does not know (its newest is 0002_event_id_index): a newer "
+            "goldtrail migrated it. Run that version (or newer); this one must not write to it."
         ]
         migrated = CliRunner().invoke(admin_app, ["migrate"], env=env)
         assert migrated.exit_code == 1

@@ -42,6 +42,8 @@ EXPECTED = {
     "lots": DML,
     "lot_sites": DML,
     "event_lots": DML,
+    "event_ids": DML,
+    "recent_event_ids": DML,
     "alembic_version": {"SELECT"},
 }
 #: what the application role tries, and PostgreSQL refuses for want of privilege
