@@ -69,24 +69,23 @@ log = Table(
 # index outgrows the cache, scattered over the whole database file. Instead, new ids go to
 # ``recent_event_ids`` (small, so a batch's ids share its few pages), and every
 # ``store.MERGE_EVERY`` entries they move to ``event_ids`` in one sorted pass, which
-# writes each leaf of the big index once for many ids. An id is in exactly one of the two
+# writes each leaf of the big index once for all its new ids. An id is in exactly one of the two
 # (the store looks in both; the audit checks both against the log; a rebuild refills them).
 
-event_ids = Table(
-    "event_ids",
-    metadata,
-    Column("event_id", LargeBinary(32), primary_key=True),
-    Column("seq", BigInteger, nullable=False),
-    sqlite_with_rowid=False,
-)
 
-recent_event_ids = Table(
-    "recent_event_ids",
-    metadata,
-    Column("event_id", LargeBinary(32), primary_key=True),
-    Column("seq", BigInteger, nullable=False),
-    sqlite_with_rowid=False,
-)
+def _event_id_table(name: str) -> Table:
+    """A part of the event-id index: an id's 32 bytes -> its seq."""
+    return Table(
+        name,
+        metadata,
+        Column("event_id", LargeBinary(32), primary_key=True),
+        Column("seq", BigInteger, nullable=False),
+        sqlite_with_rowid=False,
+    )
+
+
+event_ids = _event_id_table("event_ids")
+recent_event_ids = _event_id_table("recent_event_ids")
 
 tree_nodes = Table(
     "tree_nodes",
