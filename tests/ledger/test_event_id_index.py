@@ -188,3 +188,25 @@ def test_a_database_of_revision_0001_is_migrated_with_its_ids(
         assert audit_of(again) == []
     finally:
         again.engine.dispose()
+
+
+def test_a_wrong_index_row_never_names_another_event(ledger: Ledger) -> None:
+    """The index is a projection: an id whose row holds another entry's seq (a damaged
+    store, which the audit names) finds no event rather than that other entry."""
+    ledger.append_one(seq0())
+    ledger.append([auditor(1), auditor(2)])
+    wrong, other = event_id(auditor(2)["body"]), event_id(auditor(1)["body"])
+    with write_transaction(ledger.engine) as conn:
+        conn.execute(
+            tables.recent_event_ids.update()
+            .where(tables.recent_event_ids.c.event_id == bytes.fromhex(wrong))
+            .values(seq=1)
+        )
+    assert ledger.entry_by_id(wrong) is None
+    entry = ledger.entry_by_id(other)
+    assert entry is not None and entry["event_id"] == other
+    with ledger.engine.connect() as conn:
+        reader = store.SqlLogReader(conn, ledger.size())
+        assert reader.event_at(wrong) is None
+        found = reader.event_at(other)
+        assert found is not None and found[0] == 1
