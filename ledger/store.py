@@ -499,6 +499,13 @@ def seqs_of(keys: Sequence[Any]) -> Any:
     return union_all(*(select(t.c.seq).where(t.c.event_id.in_(keys)) for t in parts))
 
 
+def _holding(rows: Sequence[Any], event_id: str) -> Any:
+    """The log row among ``rows`` (found by the seqs the event-id index gives) that holds
+    ``event_id``, or None: the index is a projection, and a wrong row of it (a damaged
+    store, which the audit names) must not make another entry answer for the id."""
+    return next((row for row in rows if row.event_id == event_id), None)
+
+
 def index_event_ids(conn: Connection, pairs: list[tuple[bytes, int]]) -> None:
     """Add (``id_key``, seq) pairs of new log entries to the event-id index, and merge its
     recent part into the big one when the log passes a multiple of ``MERGE_EVERY``."""
@@ -946,16 +953,15 @@ class SqlLogReader:
 
     def event_at(self, event_id: str) -> tuple[int, dict[str, Any]] | None:
         """The (seq, envelope) of an event, or None."""
-        key = id_key(event_id)
-        row = (
-            None
+        key, t = id_key(event_id), tables.log
+        rows = (
+            []
             if key is None
             else self.conn.execute(
-                select(tables.log.c.seq, tables.log.c.envelope).where(
-                    tables.log.c.seq.in_(seqs_of([key]))
-                )
-            ).first()
+                select(t.c.seq, t.c.event_id, t.c.envelope).where(t.c.seq.in_(seqs_of([key])))
+            ).all()
         )
+        row = _holding(rows, event_id)
         return None if row is None else (row.seq, json.loads(bytes(row.envelope)))
 
     def _about(self, prefix: str, subject: str, max_seq: int) -> list[tuple[int, dict[str, Any]]]:
@@ -1475,11 +1481,12 @@ class Ledger:
         if key is None:
             return None
         with read_transaction(self.engine) as conn:
-            row = conn.execute(
+            rows = conn.execute(
                 select(t.c.seq, t.c.event_id, t.c.leaf_hash, t.c.envelope).where(
                     t.c.seq.in_(seqs_of([key]))
                 )
-            ).first()
+            ).all()
+        row = _holding(rows, event_id)
         return None if row is None else _entry(row)
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:

@@ -188,3 +188,51 @@ def test_a_database_of_revision_0001_is_migrated_with_its_ids(
         assert audit_of(again) == []
     finally:
         again.engine.dispose()
+
+
+def test_a_wrong_index_row_never_names_another_event(ledger: Ledger) -> None:
+    """The index is a projection: an id whose row holds another entry's seq (a damaged
+    store, which the audit names) finds no event rather than that other entry."""
+    ledger.append_one(seq0())
+    ledger.append([auditor(1), auditor(2)])
+    wrong, other = event_id(auditor(2)["body"]), event_id(auditor(1)["body"])
+    with write_transaction(ledger.engine) as conn:
+        conn.execute(
+            tables.recent_event_ids.update()
+            .where(tables.recent_event_ids.c.event_id == bytes.fromhex(wrong))
+            .values(seq=1)
+        )
+    assert ledger.entry_by_id(wrong) is None
+    entry = ledger.entry_by_id(other)
+    assert entry is not None and entry["event_id"] == other
+    with ledger.engine.connect() as conn:
+        reader = store.SqlLogReader(conn, ledger.size())
+        assert reader.event_at(wrong) is None
+        found = reader.event_at(other)
+        assert found is not None and found[0] == 1
+
+
+@pytest.mark.parametrize("wrong_in", ["event_ids", "recent_event_ids"])
+def test_the_audit_names_a_wrong_seq_in_either_copy_of_a_doubled_id(
+    ledger: Ledger, wrong_in: str
+) -> None:
+    ledger.append_one(seq0())
+    ledger.append([auditor(n) for n in range(1, 5)])  # 0..4 merged
+    merged, _ = parts(ledger.engine)
+    twice = sorted(merged)[0]
+    with write_transaction(ledger.engine) as conn:
+        right, wrong = merged[twice], (merged[twice] + 1) % 5
+        conn.execute(
+            tables.event_ids.update()
+            .where(tables.event_ids.c.event_id == bytes.fromhex(twice))
+            .values(seq=wrong if wrong_in == "event_ids" else right)
+        )
+        conn.execute(
+            tables.recent_event_ids.insert().values(
+                event_id=bytes.fromhex(twice), seq=wrong if wrong_in != "event_ids" else right
+            )
+        )
+    assert sorted(audit_of(ledger)) == [
+        f"event id index entry {twice!r} differs from a replay of the log",
+        f"event id index entry {twice!r} is in both event_ids and recent_event_ids",
+    ]
