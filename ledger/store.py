@@ -507,13 +507,16 @@ def _holding(rows: Sequence[Any], event_id: str) -> Any:
 
 
 def index_event_ids(conn: Connection, pairs: list[tuple[bytes, int]]) -> None:
-    """Add (``id_key``, seq) pairs of new log entries to the event-id index, and merge its
-    recent part into the big one when the log passes a multiple of ``MERGE_EVERY``."""
-    if not pairs:
-        return
+    """Add the (``id_key``, seq) pairs of log entries about to be written to the event-id
+    index: before the entries themselves, as the database wants (migration 0002: it refuses
+    a log row its index does not hold, and an id the big part already has)."""
     _insert_rows(conn, tables.recent_event_ids, pairs)
-    first, last = pairs[0][1], pairs[-1][1]
-    if first // MERGE_EVERY != (last + 1) // MERGE_EVERY:
+
+
+def merge_when_due(conn: Connection, start: int, end: int) -> None:
+    """Merge the index's recent part into the big one when an append took the log from
+    ``start`` to ``end`` entries past a multiple of ``MERGE_EVERY``."""
+    if start // MERGE_EVERY != end // MERGE_EVERY:
         merge_event_ids(conn)
 
 
@@ -1310,8 +1313,9 @@ class Ledger:
                     event_subject(body),
                 )
             )
-        _insert_rows(conn, tables.log, rows)
         index_event_ids(conn, [(bytes.fromhex(row[1]), row[0]) for row in rows])
+        _insert_rows(conn, tables.log, rows)
+        merge_when_due(conn, start, start + len(rows))
         tree = AppendHashStore(conn, start, self._frontier)
         self.last_hash_store = tree
         root = merkle.append_leaves(tree, start, [leaves[a.event_id] for a in new])

@@ -71,21 +71,26 @@ log = Table(
 # ``store.MERGE_EVERY`` entries they move to ``event_ids`` in one sorted pass, which
 # writes each leaf of the big index once for all its new ids. An id is in exactly one of the two
 # (the store looks in both; the audit checks both against the log; a rebuild refills them).
+# The database keeps the ids unique as the log's UNIQUE index did (migration 0002's
+# triggers): a log row is refused unless ``recent_event_ids`` already holds its id at its
+# seq, and ``recent_event_ids`` refuses an id that ``event_ids`` holds.
 
 
-def _event_id_table(name: str) -> Table:
+def _event_id_table(name: str, *extra: Index) -> Table:
     """A part of the event-id index: an id's 32 bytes -> its seq."""
     return Table(
         name,
         metadata,
         Column("event_id", LargeBinary(32), primary_key=True),
         Column("seq", BigInteger, nullable=False),
+        *extra,
         sqlite_with_rowid=False,
     )
 
 
 event_ids = _event_id_table("event_ids")
-recent_event_ids = _event_id_table("recent_event_ids")
+# by seq too: the database checks each new log row against it (migration 0002's triggers)
+recent_event_ids = _event_id_table("recent_event_ids", Index(None, "seq"))
 
 tree_nodes = Table(
     "tree_nodes",

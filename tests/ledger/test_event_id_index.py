@@ -6,12 +6,13 @@ made before it (revision 0001) is migrated with its ids indexed."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import sqlalchemy.exc
 from alembic import command
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Connection, Engine, select, text
 
 from ledger import store, tables
 from ledger.admin import rebuild_projections
@@ -68,6 +69,25 @@ def audit_of(ledger: Ledger) -> list[str]:
     return [p.detail for p in report.problems]
 
 
+@contextmanager
+def doubling_allowed(engine: Engine) -> Iterator[Connection]:
+    """A transaction in which ``recent_event_ids`` takes an id ``event_ids`` holds (its
+    trigger dropped and made again on SQLite, disabled on PostgreSQL): to damage the index
+    as only someone with the database's own rights could."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            sql = conn.execute(
+                text("SELECT sql FROM sqlite_master WHERE name = 'event_id_new'")
+            ).scalar_one()
+            conn.execute(text("DROP TRIGGER event_id_new"))
+            yield conn
+            conn.execute(text(sql))
+        else:
+            conn.execute(text("ALTER TABLE recent_event_ids DISABLE TRIGGER event_id_new"))
+            yield conn
+            conn.execute(text("ALTER TABLE recent_event_ids ENABLE TRIGGER event_id_new"))
+
+
 def test_ids_move_to_the_big_part_each_time_the_log_passes_a_multiple(ledger: Ledger) -> None:
     ledger.append_one(seq0())
     ledger.append([auditor(1), auditor(2)])  # size 3
@@ -118,7 +138,7 @@ def test_the_audit_finds_a_damaged_index_and_a_rebuild_mends_it(ledger: Ledger) 
     merged, recent = parts(ledger.engine)
     lost, moved = sorted(merged)[0], sorted(recent)[0]
     twice = sorted(merged)[1]
-    with write_transaction(ledger.engine) as conn:
+    with doubling_allowed(ledger.engine) as conn:
         conn.execute(
             tables.event_ids.delete().where(tables.event_ids.c.event_id == bytes.fromhex(lost))
         )
@@ -220,7 +240,7 @@ def test_the_audit_names_a_wrong_seq_in_either_copy_of_a_doubled_id(
     ledger.append([auditor(n) for n in range(1, 5)])  # 0..4 merged
     merged, _ = parts(ledger.engine)
     twice = sorted(merged)[0]
-    with write_transaction(ledger.engine) as conn:
+    with doubling_allowed(ledger.engine) as conn:
         right, wrong = merged[twice], (merged[twice] + 1) % 5
         conn.execute(
             tables.event_ids.update()
@@ -236,3 +256,55 @@ def test_the_audit_names_a_wrong_seq_in_either_copy_of_a_doubled_id(
         f"event id index entry {twice!r} differs from a replay of the log",
         f"event id index entry {twice!r} is in both event_ids and recent_event_ids",
     ]
+
+
+def test_the_database_keeps_event_ids_unique_and_indexed(ledger: Ledger) -> None:
+    """As the log's UNIQUE index did: a log row whose id the index does not hold at its seq
+    (a writer that does not index, such as a server of an older version) and an id the
+    index already holds are refused by the database itself; nothing is written."""
+    ledger.append_one(seq0())
+    ledger.append([auditor(n) for n in range(1, 5)])  # 0..4 merged
+    ledger.append_one(auditor(5))  # 5 recent
+    before = (log_ids(ledger.engine), parts(ledger.engine))
+    with ledger.engine.connect() as conn:
+        row = conn.execute(select(tables.log).where(tables.log.c.seq == 5)).one()._asdict()
+    merged_id, recent_id = event_id(auditor(1)["body"]), event_id(auditor(5)["body"])
+    fresh = event_id(auditor(9)["body"])
+
+    def refused(why: str, *statements: tuple[object, dict[str, object]]) -> None:
+        with (
+            pytest.raises(sqlalchemy.exc.DBAPIError, match=why),
+            write_transaction(ledger.engine) as conn,
+        ):
+            for statement, values in statements:
+                conn.execute(statement, values)  # type: ignore[call-overload]
+
+    log_row = tables.log.insert()
+    index_row = tables.recent_event_ids.insert()
+    not_indexed = "a log entry is written only after its event id is indexed at its seq"
+    # not indexed at all; indexed at another seq; another id indexed at its seq
+    refused(not_indexed, (log_row, {**row, "seq": 6, "event_id": fresh}))
+    refused(
+        not_indexed,
+        (index_row, {"event_id": bytes.fromhex(fresh), "seq": 7}),
+        (log_row, {**row, "seq": 6, "event_id": fresh}),
+    )
+    refused(
+        not_indexed,
+        (index_row, {"event_id": bytes.fromhex(fresh), "seq": 6}),
+        (log_row, {**row, "seq": 6, "event_id": recent_id}),
+    )
+    # an id already logged, in either part, cannot be indexed again
+    for logged, why in (
+        (merged_id, "this event id is already in the log"),
+        (recent_id, "UNIQUE constraint failed|duplicate key value"),
+    ):
+        refused(
+            why,
+            (index_row, {"event_id": bytes.fromhex(logged), "seq": 6}),
+            (log_row, {**row, "seq": 6, "event_id": logged}),
+        )
+    assert (log_ids(ledger.engine), parts(ledger.engine)) == before
+    # the store's own appends go on
+    assert ledger.append_one(auditor(9))["seq"] == 6
+    assert audit_of(ledger) == []

@@ -43,12 +43,73 @@ def _fill_event_ids() -> None:
         conn.execute(insert, [{"event_id": e, "seq": s} for e, s in pairs[at : at + CHUNK]])
 
 
+#: what the triggers say when they refuse a row
+NOT_INDEXED = "a log entry is written only after its event id is indexed at its seq"
+TWICE = "this event id is already in the log"
+
+
+def _create_triggers(dialect: str) -> None:
+    """The database keeps event ids unique, as the log's UNIQUE index did: a log row is
+    refused unless ``recent_event_ids`` holds its id at its seq (so a writer that does not
+    index, such as a server of an older version still running, cannot append), and
+    ``recent_event_ids`` refuses an id that ``event_ids`` holds (its primary key refuses
+    one it holds itself)."""
+    if dialect == "sqlite":
+        op.execute(
+            "CREATE TRIGGER log_indexed BEFORE INSERT ON log WHEN NOT EXISTS "
+            "(SELECT 1 FROM recent_event_ids WHERE seq = NEW.seq "
+            "AND lower(hex(event_id)) = NEW.event_id) "
+            f"BEGIN SELECT RAISE(ABORT, '{NOT_INDEXED}'); END"
+        )
+        op.execute(
+            "CREATE TRIGGER event_id_new BEFORE INSERT ON recent_event_ids WHEN EXISTS "
+            "(SELECT 1 FROM event_ids WHERE event_id = NEW.event_id) "
+            f"BEGIN SELECT RAISE(ABORT, '{TWICE}'); END"
+        )
+    else:
+        op.execute(
+            "CREATE FUNCTION goldtrail_log_indexed() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN IF NOT EXISTS (SELECT 1 FROM recent_event_ids WHERE seq = NEW.seq "
+            "AND event_id = decode(NEW.event_id, 'hex')) THEN "
+            f"RAISE EXCEPTION '{NOT_INDEXED} (seq %)', NEW.seq "
+            "USING ERRCODE = 'integrity_constraint_violation'; END IF; RETURN NEW; END $$"
+        )
+        op.execute(
+            "CREATE TRIGGER log_indexed BEFORE INSERT ON log "
+            "FOR EACH ROW EXECUTE FUNCTION goldtrail_log_indexed()"
+        )
+        op.execute(
+            "CREATE FUNCTION goldtrail_event_id_new() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN IF EXISTS (SELECT 1 FROM event_ids WHERE event_id = NEW.event_id) THEN "
+            f"RAISE EXCEPTION '{TWICE} (seq %)', NEW.seq USING ERRCODE = 'unique_violation'; "
+            "END IF; RETURN NEW; END $$"
+        )
+        op.execute(
+            "CREATE TRIGGER event_id_new BEFORE INSERT ON recent_event_ids "
+            "FOR EACH ROW EXECUTE FUNCTION goldtrail_event_id_new()"
+        )
+
+
+def _drop_triggers(dialect: str) -> None:
+    op.execute(
+        "DROP TRIGGER event_id_new" + ("" if dialect == "sqlite" else " ON recent_event_ids")
+    )
+    if dialect == "sqlite":
+        op.execute("DROP TRIGGER log_indexed")
+    else:
+        op.execute("DROP TRIGGER log_indexed ON log")
+        op.execute("DROP FUNCTION goldtrail_log_indexed()")
+        op.execute("DROP FUNCTION goldtrail_event_id_new()")
+
+
 def upgrade() -> None:
     """Create and fill the two tables, then drop the unique index on ``log.event_id``
     (SQLite cannot drop a table's constraint: the log is copied into a new table without
-    it, and its append-only triggers made again)."""
+    it, and its append-only triggers made again), and add the triggers that keep ids
+    unique."""
     _create("event_ids")
     _create("recent_event_ids")
+    op.create_index("ix_recent_event_ids_seq", "recent_event_ids", ["seq"])
     _fill_event_ids()
     if op.get_bind().dialect.name == "sqlite":
         with op.batch_alter_table("log", recreate="always") as batch:
@@ -60,10 +121,12 @@ def upgrade() -> None:
             )
     else:
         op.drop_constraint("uq_log_event_id", "log", type_="unique")
+    _create_triggers(op.get_bind().dialect.name)
 
 
 def downgrade() -> None:
     """Put the unique index on ``log.event_id`` back and drop the two tables."""
+    _drop_triggers(op.get_bind().dialect.name)
     if op.get_bind().dialect.name == "sqlite":
         with op.batch_alter_table("log", recreate="always") as batch:
             batch.create_unique_constraint("uq_log_event_id", ["event_id"])
