@@ -63,6 +63,11 @@ FORBIDDEN = [
     "ALTER TABLE checkpoints DISABLE TRIGGER checkpoints_append_only",
     "DROP TRIGGER log_append_only ON log",
     "DROP TRIGGER log_no_truncate ON log",
+    # nor the triggers that keep event ids unique and indexed
+    "DROP TRIGGER log_indexed ON log",
+    "ALTER TABLE recent_event_ids DISABLE TRIGGER event_id_new",
+    "CREATE OR REPLACE FUNCTION goldtrail_event_id_new() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN RETURN NEW; END $$",
     "SET session_replication_role = replica",
     "CREATE OR REPLACE FUNCTION goldtrail_append_only() RETURNS trigger LANGUAGE plpgsql AS "
     "$$ BEGIN RETURN NEW; END $$",
