@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, select, text
 from ledger import store, tables
 from ledger.admin import rebuild_projections
 from ledger.audit import audit
+from ledger.errors import LedgerError
 from ledger.protocol import event_id
 from ledger.store import Ledger, alembic_config, migrate, open_ledger, write_transaction
 from tests.ledger.test_store import NOW, ORIGIN, REGISTRAR_HEX, auditor, seq0
@@ -307,4 +308,21 @@ def test_the_database_keeps_event_ids_unique_and_indexed(ledger: Ledger) -> None
     assert (log_ids(ledger.engine), parts(ledger.engine)) == before
     # the store's own appends go on
     assert ledger.append_one(auditor(9))["seq"] == 6
+    assert audit_of(ledger) == []
+
+
+def test_an_append_that_fails_leaves_the_index_as_it_was(ledger: Ledger) -> None:
+    """A batch that would pass a multiple (and merge) but is refused, in its last
+    envelope, leaves both parts untouched; the next append merges as due."""
+    ledger.append_one(seq0())
+    ledger.append([auditor(1), auditor(2)])  # size 3, all in the recent part
+    before = parts(ledger.engine)
+    bad = auditor(4)
+    bad = {**bad, "signature": {**bad["signature"], "value": auditor(5)["signature"]["value"]}}
+    with pytest.raises(LedgerError):
+        ledger.append([auditor(3), bad])
+    assert parts(ledger.engine) == before and ledger.size() == 3
+    ledger.append([auditor(3), auditor(4)])
+    merged, recent = parts(ledger.engine)
+    assert merged == log_ids(ledger.engine) and recent == {}
     assert audit_of(ledger) == []
