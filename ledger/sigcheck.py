@@ -263,7 +263,9 @@ class SignatureChecker:
             here = str(Path(__file__).resolve().parent.parent)
             path = os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "ledger.sigcheck"],
+                # -P: not the working directory first on the path (it may hold another
+                # `ledger`); the package this one belongs to comes first through PYTHONPATH
+                [sys.executable, "-P", "-m", "ledger.sigcheck"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 env={**os.environ, "PYTHONPATH": path},

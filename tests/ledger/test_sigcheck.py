@@ -349,3 +349,33 @@ def test_the_worker_leaves_quietly_when_the_server_is_gone() -> None:
     _out, err = waiting.communicate(timeout=30)
     assert waiting.returncode == 0
     assert err == b""
+
+
+def test_the_worker_is_this_ledger_whatever_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python -m`` would put the working directory first on the worker's import path:
+    started from a directory holding another ``ledger`` package (a checkout of another
+    version, or anything planted there), the worker must still be this one."""
+    planted = tmp_path / "ledger"
+    planted.mkdir()
+    (planted / "__init__.py").write_text("")
+    marker = tmp_path / "planted-code-ran"
+    (planted / "sigcheck.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nraise SystemExit(3)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    key = signing_key_from_seed("33" * 32)
+    envs = [sign_body({"n": i}, key, "o.example/log") for i in range(70)]
+    items = [(body_digest(e["body"]), e["signature"]["key"], e["signature"]["value"]) for e in envs]
+    items[12] = (items[12][0], items[12][1], "ab" * 64)
+    checker = SignatureChecker()
+    checker.enabled = True
+    try:
+        pending = checker.submit("o.example/log", items)
+        assert pending is not None and pending.first_bad() == 12
+        proc = checker._proc
+        assert proc is not None and proc.poll() is None  # the real worker answered
+        assert not marker.exists()
+    finally:
+        checker.close()
