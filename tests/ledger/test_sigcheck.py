@@ -210,13 +210,24 @@ def test_the_worker_checks_stored_entries_as_the_plain_loop_does() -> None:
         checker.close()
 
 
-def test_a_dead_worker_is_replaced_by_local_checks() -> None:
-    key = signing_key_from_seed("22" * 32)
+def _items_bad_at(bad: int, seed: str) -> list[tuple[bytes, str, str]]:
+    """Signature items of 70 events for ``o.example/log``, the one at ``bad`` not valid."""
+    key = signing_key_from_seed(seed * 32)
     envs = [sign_body({"n": i}, key, "o.example/log") for i in range(70)]
     items = [(body_digest(e["body"]), e["signature"]["key"], e["signature"]["value"]) for e in envs]
-    items[33] = (items[33][0], items[33][1], "ab" * 64)
+    items[bad] = (items[bad][0], items[bad][1], "ab" * 64)
+    return items
+
+
+def _enabled_checker() -> SignatureChecker:
     checker = SignatureChecker()
     checker.enabled = True
+    return checker
+
+
+def test_a_dead_worker_is_replaced_by_local_checks() -> None:
+    items = _items_bad_at(33, "22")
+    checker = _enabled_checker()
     try:
         pending = checker.submit("o.example/log", items)
         assert pending is not None
@@ -365,12 +376,8 @@ def test_the_worker_is_this_ledger_whatever_the_working_directory(
         f"open({str(marker)!r}, 'w').close()\nraise SystemExit(3)\n"
     )
     monkeypatch.chdir(tmp_path)
-    key = signing_key_from_seed("33" * 32)
-    envs = [sign_body({"n": i}, key, "o.example/log") for i in range(70)]
-    items = [(body_digest(e["body"]), e["signature"]["key"], e["signature"]["value"]) for e in envs]
-    items[12] = (items[12][0], items[12][1], "ab" * 64)
-    checker = SignatureChecker()
-    checker.enabled = True
+    items = _items_bad_at(12, "33")
+    checker = _enabled_checker()
     try:
         pending = checker.submit("o.example/log", items)
         assert pending is not None and pending.first_bad() == 12
