@@ -52,10 +52,8 @@ IMPORT_BATCH = 500
 #: the ``log_meta`` key under which ``record_audit`` keeps the last audit's verdict
 LAST_AUDIT_KEY = "last_audit"
 #: the projection tables, children first (rebuilt from the log; never the truth); the
-#: event-id index (``ledger.tables``) is rebuilt with them
+#: event-id index (``ledger.tables``) is rebuilt with them by ``reindex_event_ids``
 PROJECTION_TABLES = (
-    tables.event_ids,
-    tables.recent_event_ids,
     tables.event_lots,
     tables.lot_sites,
     tables.lots,
