@@ -111,6 +111,43 @@ class Event:
         return f"{self.id}/{code}"
 
 
+def registry_self_registration(
+    signer: nacl.signing.SigningKey, origin: str, **changes: Any
+) -> dict[str, Any]:
+    """The Ituri registry's self-registration (a log's seq 0 when ``signer`` is the
+    configured registrar key), signed by ``signer``; ``changes`` replace body fields."""
+    body = {
+        "v": 1,
+        "type": "actor.registered",
+        "actor": "registry",
+        "time": "2026-11-01T07:00:00Z",
+        "subject": "registry",
+        "name": "Ituri Provincial Mining Registry",
+        "roles": ["registrar"],
+        "key": public_key_hex(signer),
+        "country": "CD",
+        **changes,
+    }
+    return sign_body(body, signer, origin)
+
+
+def auditor_onboarding(registry: nacl.signing.SigningKey, origin: str) -> dict[str, Any]:
+    """The registry (signing with ``registry``) registering an auditor with a fresh key:
+    an event that builds on seq 0."""
+    body = {
+        "v": 1,
+        "type": "actor.registered",
+        "actor": "registry",
+        "time": "2026-11-01T07:01:00Z",
+        "subject": "auditor",
+        "name": "Great Lakes Audit",
+        "roles": ["auditor"],
+        "key": public_key_hex(nacl.signing.SigningKey.generate()),
+        "country": "UG",
+    }
+    return sign_body(body, registry, origin)
+
+
 def resign(ev: Event | dict[str, Any], key: nacl.signing.SigningKey, origin: str = ORIGIN) -> Event:
     """The same body signed (validly) with another key."""
     body = ev.body if isinstance(ev, Event) else ev["body"]

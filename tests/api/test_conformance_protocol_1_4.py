@@ -138,19 +138,7 @@ def test_seq_0_needs_the_registrar_role_and_a_batch_may_start_the_log(
     origin = api.settings.origin
 
     def self_registration(**changes: Any) -> dict[str, Any]:
-        body = {
-            "v": 1,
-            "type": "actor.registered",
-            "actor": "registry",
-            "time": "2026-11-01T07:00:00Z",
-            "subject": "registry",
-            "name": "Ituri Provincial Mining Registry",
-            "roles": ["registrar"],
-            "key": public_key_hex(key),
-            "country": "CD",
-            **changes,
-        }
-        return sign_body(body, key, origin)
+        return factories.registry_self_registration(key, origin, **changes)
 
     # the configured key registering itself, but not as a registrar: not seq 0
     for roles in (["auditor"], ["cooperative"]):
@@ -158,22 +146,7 @@ def test_seq_0_needs_the_registrar_role_and_a_batch_may_start_the_log(
         not_seq0 = self_registration(roles=roles, **extra)
         refusal(api, lambda not_seq0=not_seq0: api.post(not_seq0), 409, "log_not_started")
     seq0 = self_registration(roles=["registrar", "auditor"])
-    auditor = nacl.signing.SigningKey.generate()
-    onboarding = sign_body(
-        {
-            "v": 1,
-            "type": "actor.registered",
-            "actor": "registry",
-            "time": "2026-11-01T07:01:00Z",
-            "subject": "auditor",
-            "name": "Great Lakes Audit",
-            "roles": ["auditor"],
-            "key": public_key_hex(auditor),
-            "country": "UG",
-        },
-        key,
-        origin,
-    )
+    onboarding = factories.auditor_onboarding(key, origin)
     # before seq 0 in the same batch: the first envelope is refused, nothing is kept
     refusal(api, lambda: api.batch([onboarding, seq0]), 409, "log_not_started", index=0)
     # seq 0 first, then an event that builds on it: both appended, in order

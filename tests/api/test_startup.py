@@ -26,7 +26,7 @@ import api.server
 from api.runtime import REGISTRAR_KEY_NAME
 from ledger.checkpoint import LogSigner
 from ledger.errors import IntegrityError
-from ledger.protocol import public_key_hex, sign_body, signing_key_from_seed
+from ledger.protocol import public_key_hex, signing_key_from_seed
 
 from .conftest import ORIGIN, Api, check_problem, factories, open_api, refusal
 
@@ -188,19 +188,7 @@ def test_configured_registrar_key_waits_for_seq_0(
     assert checkpoint.status_code == 200 and checkpoint.text.split("\n")[1] == "0"
 
     def self_registration(signer: nacl.signing.SigningKey, **changes: Any) -> dict[str, Any]:
-        body = {
-            "v": 1,
-            "type": "actor.registered",
-            "actor": "registry",
-            "time": "2026-11-01T07:00:00Z",
-            "subject": "registry",
-            "name": "Ituri Provincial Mining Registry",
-            "roles": ["registrar"],
-            "key": public_key_hex(signer),
-            "country": "CD",
-            **changes,
-        }
-        return sign_body(body, signer, api.settings.origin)
+        return factories.registry_self_registration(signer, api.settings.origin, **changes)
 
     # anything else first: 409 log_not_started
     other = factories.World.standard()
@@ -232,22 +220,7 @@ def test_configured_registrar_key_waits_for_seq_0(
     check_problem(
         api.post(self_registration(stranger, actor="x-reg", subject="x-reg")), 401, "unknown_key"
     )
-    auditor = nacl.signing.SigningKey.generate()
-    registered = sign_body(
-        {
-            "v": 1,
-            "type": "actor.registered",
-            "actor": "registry",
-            "time": "2026-11-01T07:01:00Z",
-            "subject": "auditor",
-            "name": "Great Lakes Audit",
-            "roles": ["auditor"],
-            "key": public_key_hex(auditor),
-            "country": "UG",
-        },
-        key,
-        api.settings.origin,
-    )
+    registered = factories.auditor_onboarding(key, api.settings.origin)
     assert api.post(registered).status_code == 201
     assert api.post(seq0).status_code == 200  # seq 0 re-posted: its receipt
 
@@ -320,17 +293,6 @@ def test_a_registrar_key_in_capitals_starts_an_empty_log(make_api: Callable[...,
     key = nacl.signing.SigningKey.generate()
     api = make_api(registrar_key=public_key_hex(key).upper())
     assert api.settings.registrar_key == public_key_hex(key)
-    body = {
-        "v": 1,
-        "type": "actor.registered",
-        "actor": "registry",
-        "time": "2026-11-01T07:00:00Z",
-        "subject": "registry",
-        "name": "Ituri Provincial Mining Registry",
-        "roles": ["registrar"],
-        "key": public_key_hex(key),
-        "country": "CD",
-    }
-    response = api.post(sign_body(body, key, api.settings.origin))
+    response = api.post(factories.registry_self_registration(key, api.settings.origin))
     assert response.status_code == 201, response.text
     assert api.log()["registrar_key"] == public_key_hex(key)
