@@ -330,13 +330,18 @@ def test_the_worker_leaves_quietly_when_the_server_is_gone() -> None:
     import time
 
     repo = str(Path(__file__).resolve().parents[2])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ledger.sigcheck"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": repo},
-    )
+
+    def worker() -> subprocess.Popen[bytes]:
+        """A worker started as SignatureChecker starts it, with stderr to read."""
+        return subprocess.Popen(
+            [sys.executable, "-P", "-m", "ledger.sigcheck"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": repo},
+        )
+
+    proc = worker()
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()  # the server is gone: nobody reads the answer
     origin = ORIGIN.encode()
@@ -348,13 +353,7 @@ def test_the_worker_leaves_quietly_when_the_server_is_gone() -> None:
     assert proc.stderr.read() == b""
 
     # Ctrl-C on `goldtrail serve` in a terminal reaches the worker too
-    waiting = subprocess.Popen(
-        [sys.executable, "-m", "ledger.sigcheck"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": repo},
-    )
+    waiting = worker()
     time.sleep(1)  # started, reading its input
     waiting.send_signal(signal.SIGINT)
     _out, err = waiting.communicate(timeout=30)
