@@ -10,7 +10,8 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,23 @@ from tests.ops.conftest import REPO, Server, behind_the_stores_back
 
 CANARY_NAME = "Amani Canary-Kahindo"
 PASSWORD = "s3cret-Pw-9f2c"
+
+
+@contextmanager
+def json_lines(caplog: pytest.LogCaptureFixture) -> Iterator[list[str]]:
+    """The ``goldtrail`` logger's lines, formatted by JsonFormatter as they are logged
+    (the request id is read then), at INFO for the duration."""
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.setFormatter(JsonFormatter())
+    handler.emit = lambda record: lines.append(handler.format(record))  # type: ignore[method-assign]
+    logger = logging.getLogger("goldtrail")
+    logger.addHandler(handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="goldtrail"):  # setLevel: no stale cache
+            yield lines
+    finally:
+        logger.removeHandler(handler)
 
 
 def test_request_logs_are_json_with_the_request_id_and_no_secrets(
@@ -136,17 +154,8 @@ def test_an_unexpected_error_is_logged_counted_and_answered_under_its_request_id
 
     monkeypatch.setattr(api.app.state.runtime.store, "log_info", boom)
     client = TestClient(api.app, raise_server_exceptions=False)
-    lines: list[str] = []  # formatted as they are logged (the request id is read then)
-    handler = logging.Handler()
-    handler.setFormatter(JsonFormatter())
-    handler.emit = lambda record: lines.append(handler.format(record))  # type: ignore[method-assign]
-    logger = logging.getLogger("goldtrail")
-    logger.addHandler(handler)
-    try:
-        with caplog.at_level(logging.INFO, logger="goldtrail"):  # setLevel: no stale cache
-            broken = client.get("/v1/log", headers={"X-Request-ID": "ops-500"})
-    finally:
-        logger.removeHandler(handler)
+    with json_lines(caplog) as lines:
+        broken = client.get("/v1/log", headers={"X-Request-ID": "ops-500"})
     assert broken.status_code == 500
     assert broken.headers["content-type"].startswith("application/problem+json")
     assert broken.json()["code"] == "internal"
@@ -212,28 +221,19 @@ def test_a_request_id_that_is_not_an_identifier_is_replaced(
     instead, never written to the logs."""
     api = open_api(f"sqlite:///{tmp_path}/ledger.db", tmp_path)
     request.addfinalizer(api.close)
-    lines: list[str] = []
-    handler = logging.Handler()
-    handler.setFormatter(JsonFormatter())
-    handler.emit = lambda record: lines.append(handler.format(record))  # type: ignore[method-assign]
-    logger = logging.getLogger("goldtrail")
-    logger.addHandler(handler)
-    try:
-        with caplog.at_level(logging.INFO, logger="goldtrail"):
-            kept = [
-                "3f2a9c1e-7b4d-4e8a-9c2f-1a2b3c4d5e6f",
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                "ops.7:retry_2",
-            ]
-            for rid in kept:
-                got = api.client.get("/healthz", headers={"X-Request-ID": rid})
-                assert got.headers["x-request-id"] == rid
-            for rid in ("Amani Kahindo", "x" * 65, 'a"b', "é"):
-                got = api.client.get("/healthz", headers={"X-Request-ID": rid.encode()})
-                assert got.status_code == 200
-                assert re.fullmatch(r"[0-9a-f]{16}", got.headers["x-request-id"]), rid
-    finally:
-        logger.removeHandler(handler)
+    with json_lines(caplog) as lines:
+        kept = [
+            "3f2a9c1e-7b4d-4e8a-9c2f-1a2b3c4d5e6f",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "ops.7:retry_2",
+        ]
+        for rid in kept:
+            got = api.client.get("/healthz", headers={"X-Request-ID": rid})
+            assert got.headers["x-request-id"] == rid
+        for rid in ("Amani Kahindo", "x" * 65, 'a"b', "é"):
+            got = api.client.get("/healthz", headers={"X-Request-ID": rid.encode()})
+            assert got.status_code == 200
+            assert re.fullmatch(r"[0-9a-f]{16}", got.headers["x-request-id"]), rid
     text = "\n".join(lines)
     assert "Amani" not in text and "x" * 65 not in text
     assert [json.loads(line)["request_id"] for line in lines][: len(kept)] == kept
