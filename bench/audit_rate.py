@@ -157,9 +157,39 @@ def sampled(enabled: bool) -> Iterator[list[Path]]:
             found.append(raw)
 
 
-def print_samples(raw: Path, entries: int, top: int = 14) -> None:
-    """Per process, the functions with the most self time in py-spy's raw stacks (each line
-    ``process A;...;frame;frame N``), in us per entry; idle time is not sampled."""
+#: where a sample's time goes, per process: the first of these functions (in this order)
+#: that its stack holds; anything else is "other"
+PARTS = {
+    "audit's process": (
+        ("_Audit.tree_nodes", "end phase: stored tree nodes against the recomputed tree"),
+        ("_Audit.checkpoints", "end phase: checkpoints"),
+        ("_Audit.projections", "end phase: projection tables against the replay"),
+        ("_Audit.replay", "the rules' replay (admit, state changes)"),
+        ("_Audit.check", "whole-entry checks beyond the worker's share"),
+        ("loads", "json.loads of the entries the worker found sound"),
+        ("_raw_rows", "reading the log's rows"),
+        ("_Entry.__init__", "leaf hashes"),
+        ("append_leaves", "the tree's nodes from the leaves"),
+        ("_Chunk.__init__", "sending entries to the worker"),
+        ("_Chunk.sound", "reading the worker's answers"),
+        ("_Audit.finish", "the entries' columns (time, type, actor, subject), the loop"),
+        ("_Audit.entries", "the chunk loop"),
+        ("audit", "end phase: freeing the replayed state"),
+    ),
+    "signature worker": (
+        ("verify_signature", "Ed25519 verify (PyNaCl, with the signed message)"),
+        ("parse_strict", "strict JSON reading"),
+        ("split_envelope", "the envelope's shape"),
+        ("canonical_parsed", "canonical form (RFC 8785) of the envelope"),
+        ("sha256", "SHA-256 of the body"),
+        ("_read_exactly", "reading the entries from the pipe"),
+    ),
+}
+
+
+def print_samples(raw: Path, entries: int) -> None:
+    """Per process, where its sampled CPU goes (``PARTS``), in us per entry, from py-spy's
+    raw stacks (each line ``process A;...;frame;frame N``); idle time is not sampled."""
     per_process: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -168,15 +198,15 @@ def print_samples(raw: Path, entries: int, top: int = 14) -> None:
         if not processes or len(frames) == len(processes):
             continue
         name = "signature worker" if "ledger.sigcheck" in processes[-1] else "audit's process"
-        leaf = frames[-1].split(" (")[0]
-        where = frames[-1].rpartition("(")[2].rstrip(")").rsplit(":", 1)[0]
-        per_process[name][f"{leaf} ({where})"] += int(count)
+        functions = [f.split(" (")[0] for f in frames[len(processes) :]]
+        part = next((what for fn, what in PARTS[name] if fn in functions), "other")
+        per_process[name][part] += int(count)
     scale = 1e6 / SPY_RATE / entries
-    for name in ("audit's process", "signature worker"):
+    for name in PARTS:
         counts = per_process.get(name, collections.Counter())
         out(f"  py-spy, {name}: {sum(counts.values()) * scale:.1f} us per entry sampled busy")
-        for frame, n in counts.most_common(top):
-            out(f"    {n * scale:6.1f}  {frame}")
+        for part, n in counts.most_common():
+            out(f"    {n * scale:6.1f}  {part}")
 
 
 def _children_cpu() -> float:
