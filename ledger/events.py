@@ -614,6 +614,13 @@ def _wire_names(model: type[BaseModel]) -> frozenset[str]:
     return frozenset(info.alias or name for name, info in model.model_fields.items())
 
 
+@cache
+def _required_wire_names(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(
+        info.alias or name for name, info in model.model_fields.items() if info.is_required()
+    )
+
+
 class _Model(BaseModel):
     """Strict, closed, read-only: no coercion, no unknown field, no null."""
 
@@ -627,6 +634,8 @@ class _Model(BaseModel):
             names = _wire_names(cls)
             for key, value in data.items():
                 if value is None and key in names:
+                    if key in _required_wire_names(cls):
+                        raise _fail("is required and cannot be null", key)
                     raise _fail("is null; an optional field is left out, never sent as null", key)
         return data
 

@@ -811,6 +811,17 @@ def test_unknown_field_and_null_refused_in_every_type(kind: str) -> None:
     assert "null" in _refusal({**VALID[kind], "actor": None})
 
 
+def test_null_says_whether_the_field_is_required_or_optional() -> None:
+    """Section 1: "an optional field is absent, never ``null``". A required field sent as
+    null is refused too, but the detail must not call it optional."""
+    for path, field in (("mass_mg", "mass_mg"), ("extracted.from", "extracted.from")):
+        detail = _refusal(_mutated("lot.registered", path, None))
+        assert detail == f"{field}: is required and cannot be null.", detail
+    for path in ("tag", "producers.pit_owner"):
+        detail = _refusal(_mutated("lot.registered", path, None))
+        assert detail == f"{path}: is null; an optional field is left out, never sent as null."
+
+
 def test_actor_updated_needs_something_to_change() -> None:
     body = {key: VALID["actor.updated"][key] for key in ("v", "type", "actor", "time", "subject")}
     assert "at least one of name, roles, lot_prefix, licence or profile" in _refusal(body)
