@@ -454,6 +454,13 @@ MALFORMED = {
     "non-NFC in an array": ('{"body": {"roles": ["e\u0301"]}}'.encode(), "NFC"),
     "non-ASCII key": ('{"body": {"nom\u00e9": 1}}'.encode(), "non-ASCII key"),
     "lone surrogate": (b'{"body": "\\ud800"}', "UTF-8"),
+    # section 1, at the edges: below -(2^53 - 1), a key spelt with an escape, a BOM (not
+    # UTF-8 JSON, RFC 8259 8.1), and the number constants JSON does not have
+    "negative integer range": (b'{"body": {"mass_mg": -9007199254740992}}', "integer range"),
+    "escaped duplicate key": (b'{"body": {}, "\\u0062ody": {}}', "duplicate key"),
+    "byte-order mark": (b'\xef\xbb\xbf{"body": {}}', "UTF-8"),
+    "NaN": (b'{"body": {"mass_mg": NaN}}', "not JSON"),
+    "Infinity": (b'{"body": {"mass_mg": -Infinity}}', "not JSON"),
 }
 
 
@@ -462,7 +469,8 @@ MALFORMED = {
 def test_malformed_names_the_check(arena: Arena, path: str, check: str) -> None:
     data, words = MALFORMED[check]
     if path.endswith("batch"):
-        data = b'{"events": [' + data + b"]}"
+        bom = b"\xef\xbb\xbf" if data.startswith(b"\xef\xbb\xbf") else b""
+        data = bom + b'{"events": [' + data.removeprefix(bom) + b"]}"
     api = arena.api
     problem = refusal(
         api,
