@@ -78,8 +78,7 @@ def test_time_rules_at_their_edges(sqlite_api: Api) -> None:
     w.flag(lot, "bribery", actor="auditor2", time=registration.body["time"])
 
 
-def test_reposts_whatever_has_happened_since(sqlite_api: Api) -> None:
-    api = sqlite_api
+def test_reposts_whatever_has_happened_since(api: Api) -> None:
     w: HttpWorld = api.world().standard()
     w.register_actor("coop3", ["cooperative"], lot_prefix="CP3-")
     w.register_site("site-c", "coop3")
