@@ -654,3 +654,41 @@ def test_actor_updated_lot_prefix_is_422_schema_after_the_403s_before_the_409s(
     w.transfer(held, "assayer")
     w.split(held, [1], ids=["ASY-0001"])
     assert api.lot("ASY-0001")["custodian"] == "assayer"
+
+
+def test_keys_and_prefixes_belong_to_one_actor_for_ever(api: Api) -> None:
+    """ "A key belongs to one actor for ever: registering or rotating to a key that any
+    actor holds or has held is refused (``key_reused``); so is a lot prefix already given
+    (``prefix_reused``)": held, rotated away, revoked, the seq-0 registrar's, one's own,
+    and within one batch; on both databases."""
+    w = api.world().standard()
+    rotated_away = w.keys["trader"]
+    w.rotate_key("trader")
+    revoked_key = w.keys["trader2"]
+    w.revoke("trader2")
+    w.update_actor("assayer", roles=["auditor"])  # no custody role, no prefix
+
+    def reused(code: str, ev: F.Event) -> None:
+        refusal(api, lambda: api.post(ev), 409, code)
+
+    for key in (w.keys["coop"], rotated_away, revoked_key, w.keys["registrar"]):
+        reused("key_reused", w.register_actor("newbie", ["auditor"], new_key=key, post=False))
+        reused("key_reused", w.rotate_key("assayer", new_key=key, post=False))
+    reused("key_reused", w.rotate_key("assayer", new_key=w.keys["assayer"], post=False))
+    for prefix in ("COOP-", "TRB-"):  # held by an active actor, by a revoked one
+        reused(
+            "prefix_reused", w.register_actor("newbie", ["trader"], lot_prefix=prefix, post=False)
+        )
+        update = w.update_actor("assayer", roles=["trader"], lot_prefix=prefix, post=False)
+        reused("prefix_reused", update)
+    # within one batch: the second of two registrations with one key, or one prefix
+    with w.collecting() as events:
+        shared = w.register_actor("first-one", ["trader"], lot_prefix="ONE-")
+    second = w.register_actor("second-one", ["auditor"], new_key=w.keys["first-one"], post=False)
+    third = w.register_actor("third-one", ["trader"], lot_prefix="ONE-", post=False)
+    for ev in (second, third):
+        response = api.batch([*events, ev.envelope])
+        assert response.status_code == 409, response.text
+        code = "key_reused" if ev is second else "prefix_reused"
+        assert (response.json()["code"], response.json()["index"]) == (code, 1)
+    assert api.post(shared).status_code == 201
