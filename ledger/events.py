@@ -96,7 +96,6 @@ __all__ = [
     "WomenOwned",
     "WomenRole",
     "WomenTotal",
-    "check_actor_updated_prefix",
     "check_body",
     "parse_body",
     "parse_envelope",
@@ -901,7 +900,7 @@ class ActorUpdated(_Body):
     """``actor.updated``: a registrar changes an actor, or an actor its own profile.
 
     ``lot_prefix`` is deliberately not checked here: PROTOCOL.md checks it after the 403s,
-    see ``check_actor_updated_prefix``.
+    so ``ledger.rules`` does (``_actor_updated``).
     """
 
     type: Literal["actor.updated"]
@@ -1603,23 +1602,6 @@ def parse_envelope(value: object) -> tuple[dict[str, Any], Signature]:
     except ValidationError as exc:
         raise _schema_error(exc, ("signature",)) from None
     return body, signature
-
-
-def check_actor_updated_prefix(body: ActorUpdated) -> None:
-    """Check the part of ``actor.updated``'s ``lot_prefix`` rule the body alone decides.
-
-    PROTOCOL.md checks this rule after the 403s, so ``parse_body`` leaves it to the rules
-    engine, which also checks that ``roles`` *first* adds a custody role. Raises
-    SchemaError if ``lot_prefix`` comes without ``roles`` or with roles holding no custody
-    role.
-    """
-    if body.lot_prefix is None:
-        return
-    if body.roles is None or not any(role in CUSTODY_ROLES for role in body.roles):
-        raise SchemaError(
-            "lot_prefix: is only given together with roles that first add a custody role "
-            "(cooperative, processor, trader, exporter or refiner); remove it."
-        )
 
 
 def split_flag_id(flag: str) -> tuple[str, FlagCode]:
