@@ -19,7 +19,6 @@ from enum import StrEnum
 from functools import cache, lru_cache
 from typing import Annotated, Any, Literal, Self, TypeVar
 
-import pycountry
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -32,6 +31,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from ledger.codes import COUNTRIES, CURRENCIES
 from ledger.errors import SchemaError
 from ledger.protocol import is_valid_public_key
 
@@ -359,8 +359,6 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 _TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
 _COORDINATE = re.compile(r"-?[0-9]{1,3}\.[0-9]{1,5}")
-_COUNTRY = re.compile(r"[A-Z]{2}")
-_CURRENCY = re.compile(r"[A-Z]{3}")
 _FLAG_ID = re.compile(r"([0-9a-f]{64})/([a-z_]{1,64})")
 
 
@@ -430,13 +428,13 @@ def _check_flag_id(value: str) -> str:
 
 
 def _check_country(value: str) -> str:
-    if _COUNTRY.fullmatch(value) is None or pycountry.countries.get(alpha_2=value) is None:
+    if value not in COUNTRIES:
         raise _fail("must be a country code of ISO 3166-1 in two capital letters, like CD or UG")
     return value
 
 
 def _check_currency(value: str) -> str:
-    if _CURRENCY.fullmatch(value) is None or pycountry.currencies.get(alpha_3=value) is None:
+    if value not in CURRENCIES:
         raise _fail("must be a currency code of ISO 4217 in three capital letters, like USD")
     return value
 
@@ -1448,8 +1446,7 @@ def _fast_actor_registered(body: dict[str, Any]) -> bool:
         and _HEX64.fullmatch(key) is not None
         and is_valid_public_key(bytes.fromhex(key))
         and type(country) is str
-        and _COUNTRY.fullmatch(country) is not None
-        and pycountry.countries.get(alpha_2=country) is not None
+        and country in COUNTRIES
     )
 
 
