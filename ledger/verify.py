@@ -260,6 +260,8 @@ def _verify(
     #: lot.registered event id -> its site as the log stood then (a site is never changed
     #: in place, so the object kept is that version; later assessments make new ones)
     registered_at: dict[str, SiteState | None] = {}
+    #: offers replayed while the bundle held no actor they were made to: (seq, id, actor)
+    unknown_recipients: list[tuple[int, str, str]] = []
     for seq, envelope, eid in entries:
         try:
             admitted = admit(
@@ -281,7 +283,10 @@ def _verify(
         by_id[eid] = (seq, body)
         if body["type"] == "lot.registered":
             registered_at[eid] = staged.site_as_is(body["site"])
+        elif body["type"] == "lot.transfer_offered" and staged.actor_as_is(body["to"]) is None:
+            unknown_recipients.append((seq, eid, body["to"]))
     state.apply(staged.changes)
+    _check_recipients_known(report, state, unknown_recipients)
 
     # 4. the provenance graph from head is complete back to registrations
     lot = state.lots.get(report.lot)
@@ -312,6 +317,33 @@ def _verify(
         report.after_label = [t for t in report.timeline if t.on_own_chain and t.seq > label_seq]
     report.sites = _origin_sites(state, lot, by_id, registered_at)
     report.payment_groups = _payment_groups([by_id[e][1] for e in ancestry])
+
+
+def _check_recipients_known(
+    report: Report, state: MemoryState, offers: list[tuple[int, str, str]]
+) -> None:
+    """Refuse the offers made to an actor the bundle registers only later (section 5: an
+    offer's ``to`` must be an actor, else 404 ``unknown_actor``).
+
+    The replay lets an offer name an actor the bundle does not hold, since a bundle may
+    leave out the recipient of an offer never accepted (section 7). But a bundle holding
+    that actor holds all its ``actor.*`` events, its registration included, and an actor is
+    registered once: registered after the offer, it did not exist when the lot was offered
+    to it.
+    """
+    for seq, eid, recipient in offers:
+        actor = state.actors.get(recipient)
+        if actor is not None:
+            _fail(
+                report,
+                f"refused by the rules (unknown_actor): There was no actor '{recipient}' in "
+                f"this log when the lot was offered to it; it was registered only later, at "
+                f"seq {actor.registered_seq}.",
+                seq,
+                eid,
+            )
+    if report.failures:
+        raise _Stop
 
 
 def _payment_groups(bodies: list[dict[str, Any]]) -> dict[str, int]:
