@@ -308,3 +308,65 @@ def test_an_offer_to_an_actor_registered_only_later_is_refused(
         report = verify(fake_bundle(envelopes, "COOP-2", last, seqs=seqs))
         assert report.ok, failures(report)
         assert report.state is not None and report.state["offer"]["to"] == "newbie"
+
+
+# ---------------------------------------------------------------------------
+# Section 5, Roles: a registrar cannot remove the custody roles of an actor that holds lots
+
+
+def _roles_removed_from_the_trader(w: factories.World) -> tuple[list[Any], int]:
+    """A dishonest log: the registrar removes the trader's custody roles while it holds
+    COOP-1. Returns (envelopes, the update's seq)."""
+    update = w.update_actor("trader", roles=["auditor"], post=False)
+    with pytest.raises(LedgerError) as refused_here:
+        w.append(update)
+    assert refused_here.value.code == "holds_lots"  # as the server refuses it
+    envelopes = [*w.envelopes(), update.envelope]
+    return envelopes, len(envelopes) - 1
+
+
+def test_custody_roles_removed_from_the_holder_of_the_bundles_lot(
+    world: factories.World,
+) -> None:
+    """The trader holds COOP-1 at its head, the bundle's head: a later update removing its
+    custody roles is one the server refuses (409 ``holds_lots``)."""
+    envelopes, at = _roles_removed_from_the_trader(world)
+    report = verify(fake_bundle(envelopes, "COOP-1", world.head("COOP-1")))
+    assert refused(report)[0] == at
+    assert refused(report)[1].startswith("refused by the rules (holds_lots): ")
+    assert "'trader'" in refused(report)[1] and "COOP-1" in refused(report)[1]
+
+
+def test_custody_roles_removed_from_a_holder_whose_lot_moved_on_later(
+    world: factories.World,
+) -> None:
+    """The trader held COOP-1 when its roles were removed, and the lot's chain goes on
+    from that very head afterwards (here the trader, still its custodian, offers it on): the
+    bundle proves the trader held it then."""
+    envelopes, at = _roles_removed_from_the_trader(world)
+    offer = world.offer("COOP-1", "trader2", post=False)  # prev: the head at the update
+    envelopes.append(offer.envelope)
+    report = verify(fake_bundle(envelopes, "COOP-1", offer.id))
+    seq, reason = refused(report)
+    assert seq == at
+    assert reason.startswith("refused by the rules (holds_lots): ")
+
+
+def test_custody_roles_removed_while_a_lot_of_unknown_fate_was_held() -> None:
+    """A bundle holds the lots of its provenance, not where their siblings went: the
+    processor split COOP-1 into PRC-1 (sold on, the bundle's lot) and PRC-2, whose later
+    events the bundle of PRC-1 does not hold. An update removing the processor's custody
+    roles is right if PRC-2 had left it, so the bundle verifies."""
+    w = factories.World.standard()
+    w.register_lot("COOP-1", "site-a")
+    w.transfer("COOP-1", "processor")
+    w.split("COOP-1", [50_000, 50_000], ids=["PRC-1", "PRC-2"])
+    w.transfer("PRC-1", "trader")
+    w.transfer("PRC-2", "trader2")  # not in PRC-1's bundle
+    w.update_actor("processor", roles=["assayer"])  # the server accepts it
+    envelopes = w.envelopes()
+    sibling = {i for i, e in enumerate(envelopes) if e["body"].get("lot") == "PRC-2"}
+    assert len(sibling) == 2
+    seqs = [i for i in range(len(envelopes)) if i not in sibling]
+    report = verify(fake_bundle(envelopes, "PRC-1", w.head("PRC-1"), seqs=seqs))
+    assert report.ok, failures(report)
