@@ -20,7 +20,14 @@ from ledger.merkle import HASH_SIZE, leaf_hash, node_hash, verify_inclusion
 from ledger.protocol import canonical, event_id, parse_strict
 from ledger.reports import MIN_GROUP
 from ledger.rules import Prepared, admit, prepare, verified
-from ledger.state import ActorState, LotState, MemoryState, SiteState, StagedState
+from ledger.state import (
+    CUSTODY_ROLES,
+    ActorState,
+    LotState,
+    MemoryState,
+    SiteState,
+    StagedState,
+)
 from ledger.views import lot_view
 
 BUNDLE_FORMAT = "goldtrail-bundle/1"
@@ -260,7 +267,13 @@ def _verify(
     #: lot.registered event id -> its site as the log stood then (a site is never changed
     #: in place, so the object kept is that version; later assessments make new ones)
     registered_at: dict[str, SiteState | None] = {}
+    #: offers replayed while the bundle held no actor they were made to: (seq, id, actor)
+    unknown_recipients: list[tuple[int, str, str]] = []
+    #: updates that removed custody roles from an actor then custodian of lots in the
+    #: bundle: (seq, id, actor, [(lot, its head then)])
+    removals: list[tuple[int, str, str, list[tuple[str, str]]]] = []
     for seq, envelope, eid in entries:
+        holder = _custodian_losing_roles(staged, envelope)
         try:
             admitted = admit(
                 staged,
@@ -281,7 +294,18 @@ def _verify(
         by_id[eid] = (seq, body)
         if body["type"] == "lot.registered":
             registered_at[eid] = staged.site_as_is(body["site"])
+        elif body["type"] == "lot.transfer_offered" and staged.actor_as_is(body["to"]) is None:
+            unknown_recipients.append((seq, eid, body["to"]))
+        elif holder is not None and CUSTODY_ROLES.intersection(holder.roles) - set(body["roles"]):
+            held = [
+                (lot.lot, lot.head)
+                for lot in staged.changes.lots.values()
+                if lot.custodian == holder.id and lot.status != "consumed"
+            ]
+            if held:
+                removals.append((seq, eid, holder.id, held))
     state.apply(staged.changes)
+    _check_what_the_whole_bundle_proves(report, state, unknown_recipients, removals)
 
     # 4. the provenance graph from head is complete back to registrations
     lot = state.lots.get(report.lot)
@@ -312,6 +336,78 @@ def _verify(
         report.after_label = [t for t in report.timeline if t.on_own_chain and t.seq > label_seq]
     report.sites = _origin_sites(state, lot, by_id, registered_at)
     report.payment_groups = _payment_groups([by_id[e][1] for e in ancestry])
+
+
+def _custodian_losing_roles(staged: StagedState, envelope: dict[str, Any]) -> ActorState | None:
+    """For an ``actor.updated`` that sets ``roles``, its subject as it stands before it (not
+    a copy: the update stages a new version), else None."""
+    body = envelope.get("body")
+    if not (
+        isinstance(body, dict)
+        and body.get("type") == "actor.updated"
+        and "roles" in body
+        and isinstance(body.get("subject"), str)
+    ):
+        return None
+    return staged.actor_as_is(body["subject"])
+
+
+def _check_what_the_whole_bundle_proves(
+    report: Report,
+    state: MemoryState,
+    offers: list[tuple[int, str, str]],
+    removals: list[tuple[int, str, str, list[tuple[str, str]]]],
+) -> None:
+    """Refuse, once every entry is replayed, what only later entries prove wrong; in seq
+    order, each entry with the code the server refuses it with.
+
+    The replay lets through two refusals of section 5 that a bundle alone cannot always
+    prove, since it holds only the lots of one provenance and the actors that signed it:
+
+    - an offer to an actor the bundle does not hold (section 7 lets a bundle leave out the
+      recipient of an offer never accepted). But a bundle holding that actor holds all its
+      ``actor.*`` events, its registration included, and an actor is registered once:
+      registered after the offer, it did not exist when the lot was offered to it
+      (404 ``unknown_actor``);
+    - an update removing the custody roles of an actor that was then custodian of a lot of
+      the bundle (the bundle does not say whether it held others, nor where the siblings of
+      its lots went). It held that lot then if the lot's chain goes on later from the head
+      it had then (every event names its lot's head in ``prev``), or if that head is the
+      bundle's head (409 ``holds_lots``).
+    """
+    found: list[tuple[int, str, str]] = []
+    for seq, eid, recipient in offers:
+        actor = state.actors.get(recipient)
+        if actor is not None:
+            found.append(
+                (
+                    seq,
+                    eid,
+                    f"refused by the rules (unknown_actor): There was no actor '{recipient}' "
+                    "in this log when the lot was offered to it; it was registered only "
+                    f"later, at seq {actor.registered_seq}.",
+                )
+            )
+    for seq, eid, holder, held in removals:
+        proven = [
+            lot_id
+            for lot_id, head in held
+            if state.lots[lot_id].head != head or lot_id == report.lot
+        ]
+        if proven:
+            found.append(
+                (
+                    seq,
+                    eid,
+                    f"refused by the rules (holds_lots): '{holder}' still held lot "
+                    f"'{proven[0]}' when its roles that hold gold were removed; they can be "
+                    "removed only once its lots are handed over.",
+                )
+            )
+    for seq, eid, reason in sorted(found):
+        _fail(report, reason, seq, eid)
+    if found:
+        raise _Stop
 
 
 def _payment_groups(bodies: list[dict[str, Any]]) -> dict[str, int]:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import nacl.signing
 import pytest
 
 from ledger import merkle
 from ledger.checkpoint import LogSigner
-from ledger.protocol import canonical, event_id, public_key_hex
+from ledger.errors import LedgerError
+from ledger.protocol import canonical, event_id, public_key_hex, sign_body
 from ledger.verify import BUNDLE_FORMAT, Report, verify_bundle
 from tests import factories
 
@@ -247,3 +249,124 @@ def test_a_later_assessment_does_not_recolour_the_origin_site() -> None:
     assert report.sites == minimal.sites
     assert report.sites[0]["status"] == "yellow"
     assert report.sites[0]["assessment"]["status"] == "yellow"
+
+
+# ---------------------------------------------------------------------------
+# Section 5, Custody: an offer's `to` must be an actor (404 unknown_actor)
+
+
+def _offer_to_a_newcomer(w: factories.World, *, accepted: bool) -> tuple[list[Any], str, str]:
+    """A dishonest log: COOP-1 (coop's) offered to 'newbie' before any actor 'newbie'
+    exists, then the registrar registers 'newbie' and, if ``accepted``, it takes the lot.
+    Returns (envelopes, the offer's id, the last event's id)."""
+    w.register_lot("COOP-2", "site-a")
+    offer = w.offer("COOP-2", "newbie", post=False)
+    with pytest.raises(LedgerError) as refused_here:
+        w.append(offer)
+    assert refused_here.value.code == "unknown_actor"  # as the server refuses it
+    key = nacl.signing.SigningKey.generate()
+    registration = w.register_actor(
+        "newbie", ["trader"], lot_prefix="NEW-", new_key=key, post=False
+    )
+    envelopes = [*w.envelopes(), offer.envelope, registration.envelope]
+    last = offer.id
+    if accepted:
+        body = {
+            "v": 1,
+            "type": "lot.transfer_accepted",
+            "actor": "newbie",
+            "time": w.tick(),
+            "lot": "COOP-2",
+            "prev": offer.id,
+            "offer": offer.id,
+            "mass_mg": offer.body["mass_mg"],
+        }
+        envelopes.append(sign_body(body, key, factories.ORIGIN))
+        last = event_id(body)
+    return envelopes, offer.id, last
+
+
+@pytest.mark.parametrize("accepted", [True, False], ids=["then-accepted", "still-pending"])
+def test_an_offer_to_an_actor_registered_only_later_is_refused(
+    world: factories.World, accepted: bool
+) -> None:
+    """Section 7 lets a bundle leave out the recipient of an offer never accepted, so a
+    verifier cannot refuse an offer to an actor the bundle does not hold. But when the
+    bundle does hold the recipient, it holds its registration: registered after the offer,
+    it proves that the recipient did not exist when the lot was offered to it."""
+    envelopes, offer, last = _offer_to_a_newcomer(world, accepted=accepted)
+    report = verify(fake_bundle(envelopes, "COOP-2", last))
+    seq, reason = refused(report)
+    assert seq == envelopes.index(next(e for e in envelopes if event_id(e["body"]) == offer))
+    assert report.failures[0].event_id == offer
+    assert reason.startswith("refused by the rules (unknown_actor): ")
+    assert "'newbie'" in reason
+    if not accepted:
+        # without the newcomer's registration (the last entry) it cannot tell: it verifies
+        assert envelopes[-1]["body"]["subject"] == "newbie"
+        seqs = list(range(len(envelopes) - 1))
+        report = verify(fake_bundle(envelopes, "COOP-2", last, seqs=seqs))
+        assert report.ok, failures(report)
+        assert report.state is not None and report.state["offer"]["to"] == "newbie"
+
+
+# ---------------------------------------------------------------------------
+# Section 5, Roles: a registrar cannot remove the custody roles of an actor that holds lots
+
+
+def _roles_removed_from_the_trader(w: factories.World) -> tuple[list[Any], int]:
+    """A dishonest log: the registrar removes the trader's custody roles while it holds
+    COOP-1. Returns (envelopes, the update's seq)."""
+    update = w.update_actor("trader", roles=["auditor"], post=False)
+    with pytest.raises(LedgerError) as refused_here:
+        w.append(update)
+    assert refused_here.value.code == "holds_lots"  # as the server refuses it
+    envelopes = [*w.envelopes(), update.envelope]
+    return envelopes, len(envelopes) - 1
+
+
+def test_custody_roles_removed_from_the_holder_of_the_bundles_lot(
+    world: factories.World,
+) -> None:
+    """The trader holds COOP-1 at its head, the bundle's head: a later update removing its
+    custody roles is one the server refuses (409 ``holds_lots``)."""
+    envelopes, at = _roles_removed_from_the_trader(world)
+    report = verify(fake_bundle(envelopes, "COOP-1", world.head("COOP-1")))
+    assert refused(report)[0] == at
+    assert refused(report)[1].startswith("refused by the rules (holds_lots): ")
+    assert "'trader'" in refused(report)[1] and "COOP-1" in refused(report)[1]
+
+
+def test_custody_roles_removed_from_a_holder_whose_lot_moved_on_later(
+    world: factories.World,
+) -> None:
+    """The trader held COOP-1 when its roles were removed, and the lot's chain goes on
+    from that very head afterwards (here the trader, still its custodian, offers it on): the
+    bundle proves the trader held it then."""
+    envelopes, at = _roles_removed_from_the_trader(world)
+    offer = world.offer("COOP-1", "trader2", post=False)  # prev: the head at the update
+    envelopes.append(offer.envelope)
+    report = verify(fake_bundle(envelopes, "COOP-1", offer.id))
+    seq, reason = refused(report)
+    assert seq == at
+    assert reason.startswith("refused by the rules (holds_lots): ")
+
+
+def test_custody_roles_removed_while_a_lot_of_unknown_fate_was_held() -> None:
+    """A bundle holds the lots of its provenance, not where their siblings went: the
+    processor split COOP-1 into PRC-1 (sold on, the bundle's lot) and PRC-2, whose later
+    events the bundle of PRC-1 does not hold. An update removing the processor's custody
+    roles is right if PRC-2 had left it, so the bundle verifies."""
+    w = factories.World.standard()
+    w.register_lot("COOP-1", "site-a")
+    w.transfer("COOP-1", "processor")
+    w.split("COOP-1", [50_000, 50_000], ids=["PRC-1", "PRC-2"])
+    w.transfer("PRC-1", "trader")
+    w.transfer("PRC-2", "trader2")  # not in PRC-1's bundle
+    w.update_actor("processor", roles=["assayer"])  # the server accepts it
+    envelopes = w.envelopes()
+    sibling = {i for i, e in enumerate(envelopes) if e["body"].get("lot") == "PRC-2"}
+    assert len(sibling) == 2
+    seqs = [i for i in range(len(envelopes)) if i not in sibling]
+    report = verify(fake_bundle(envelopes, "PRC-1", w.head("PRC-1"), seqs=seqs))
+    assert report.ok, failures(report)
