@@ -719,7 +719,7 @@ def test_verify_label_url_refuses_a_bundle_for_another_lot_or_label(runner: Any)
             label_at=label_at,
             origin=w.origin,
             verifier_key=signer.verifier_key,
-            registrar_key=None,
+            registrar_key=w.ledger.envelopes[0]["signature"]["key"],
             checkpoint_note=signer.sign(size, w.ledger.root()).note,
             size=size,
         )

@@ -12,6 +12,7 @@ import base64
 import copy
 import gc
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -422,6 +423,34 @@ def test_malformed_proofs(played: Played, bar_bundle: dict[str, Any], breakage: 
     assert reason.startswith("the inclusion proof does not match the checkpoint: ")
 
 
+@pytest.mark.parametrize(
+    ("breakage", "expected"),
+    [
+        ("upper", "proof hash 1 is not 64 lowercase hex characters"),
+        ("spaced", "proof hash 1 is not 64 lowercase hex characters"),
+        ("not text", "proof hash 1 is not 64 lowercase hex characters"),
+        ("short", "proof hash 1 is not 64 lowercase hex characters"),
+    ],
+)
+def test_proof_hashes_are_64_lowercase_hex(
+    played: Played, bar_bundle: dict[str, Any], breakage: str, expected: str
+) -> None:
+    # section 1: binary values inside JSON are lowercase hex, hashes 64 characters; an
+    # uppercase or spaced hash names the same bytes but is not a hash as the page writes it
+    bad = copy.deepcopy(bar_bundle)
+    proof = entry(bad, 12)["proof"]
+    proof[1] = {
+        "upper": proof[1].upper(),
+        "spaced": proof[1][:2] + " " + proof[1][2:],
+        "not text": 12,
+        "short": proof[1][:62],
+    }[breakage]
+    report = played.verify(bad)
+    assert failures(report) == [
+        (12, f"the inclusion proof does not match the checkpoint: {expected}")
+    ]
+
+
 def _note_parts(note: str) -> tuple[list[str], str]:
     text, _, signature = note.partition("\n\n")
     return text.split("\n"), signature
@@ -696,6 +725,42 @@ def test_bundle_registrar_key_field_must_be_seq_0_key(
     assert (seq, reason) == (None, "the bundle's registrar_key is not the key of seq 0")
 
 
+@pytest.mark.parametrize("value", [None, "AB" * 32, 7])
+def test_bundle_registrar_key_field_is_seq_0_key_in_lowercase_hex(
+    played: Played, bar_bundle: dict[str, Any], value: object
+) -> None:
+    # section 7's format: "registrar_key": "<hex>", seq 0's key (a bundle always has seq 0)
+    bad = copy.deepcopy(bar_bundle)
+    bad["log"]["registrar_key"] = value if value != "AB" * 32 else played.registrar_key.upper()
+    seq, reason = refused(played.verify(bad, pinned=False))
+    assert (seq, reason) == (None, "the bundle's registrar_key is not the key of seq 0")
+
+
+@pytest.mark.parametrize("value", ["other key", "junk", None, "missing"])
+def test_bundle_verifier_key_field_must_be_the_trusted_key(
+    played: Played, bar_bundle: dict[str, Any], value: str | None
+) -> None:
+    # the bundle names the log it comes from: origin, verifier key and registrar key must
+    # all be the log the buyer trusts, or the bundle misdescribes itself
+    bad = copy.deepcopy(bar_bundle)
+    if value == "missing":
+        del bad["log"]["verifier_key"]
+    else:
+        bad["log"]["verifier_key"] = (
+            LogSigner(ORIGIN, b"\x08" * 32).verifier_key if value == "other key" else value
+        )
+    seq, reason = refused(played.verify(bad))
+    assert (seq, reason) == (None, "the bundle's verifier_key is not the trusted log key")
+
+
+def test_a_trusted_key_with_an_uppercase_key_id_is_the_same_key(
+    played: Played, bar_bundle: dict[str, Any]
+) -> None:
+    name, kid, key = played.log_key.split("+", 2)
+    report = played.verify(bar_bundle, log_key=f"{name}+{kid.upper()}+{key}")
+    assert report.ok, failures(report)
+
+
 def test_bundle_origin_must_be_the_checkpoint_origin(
     played: Played, bar_bundle: dict[str, Any]
 ) -> None:
@@ -902,7 +967,7 @@ def _expired_site_report() -> Report:
         label_at=None,
         origin=w.origin,
         verifier_key=signer.verifier_key,
-        registrar_key=None,
+        registrar_key=w.ledger.envelopes[0]["signature"]["key"],
         checkpoint_note=signer.sign(size, w.ledger.root()).note,
         size=size,
     )
@@ -921,9 +986,11 @@ def test_origin_site_colour_counts_an_expired_assessment_as_blue() -> None:
 
 
 def _accepted(leaf: bytes, index: int, size: int, proof: list[Any], root: bytes) -> bool:
-    """The reference verdict on a proof as a bundle gives it: every item decoded from hex
-    (else refused), then ``verify_inclusion``."""
+    """The reference verdict on a proof as a bundle gives it: every item 64 lowercase hex
+    characters, decoded (else refused), then ``verify_inclusion``."""
     try:
+        if not all(isinstance(i, str) and re.fullmatch("[0-9a-f]{64}", i) for i in proof):
+            return False
         hashes = [bytes.fromhex(item) for item in proof]
         merkle.verify_inclusion(leaf, index, size, hashes, root)
     except (LedgerError, ValueError, TypeError):
@@ -976,9 +1043,9 @@ def test_proven_paths_accept_exactly_what_verify_inclusion_accepts(data: st.Data
         elif tamper == "short" and proof:
             proof[at] = proof[at][:62]
         elif tamper == "upper" and proof:
-            proof[at] = proof[at].upper()  # still hex, the same hash
+            proof[at] = proof[at].upper()  # the same bytes, but not a hash as JSON holds one
         elif tamper == "spaced" and proof:
-            proof[at] = proof[at][:2] + " " + proof[at][2:]  # fromhex skips the space
+            proof[at] = proof[at][:2] + " " + proof[at][2:]  # fromhex would skip the space
         elif tamper == "not-hex" and proof:
             proof[at] = "zz" + proof[at][2:]
         elif tamper == "not-text" and proof:
