@@ -202,6 +202,9 @@ def _verify(
     if data.get("format") != BUNDLE_FORMAT:
         _fail(report, f"unknown bundle format {data.get('format')!r}, expected {BUNDLE_FORMAT}")
         raise _Stop
+    if "label_at" not in data:
+        _fail(report, "the bundle has no label_at: it is the label's event id, or null")
+        raise _Stop
     if data.get("label_at") is not None and report.label_at is None:
         _fail(report, "the bundle's label_at is neither an event id nor null")
         raise _Stop

@@ -12,11 +12,13 @@ import base64
 import copy
 import gc
 import json
+import operator
 import re
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -522,6 +524,63 @@ def test_wrong_log_key(played: Played, bar_bundle: dict[str, Any]) -> None:
     assert reason.startswith("the checkpoint does not verify with the trusted log key: ")
 
 
+def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """The path to every member, element and scalar of a JSON value (not the root)."""
+    out = []
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, inner in items:
+        out.append((*path, key))
+        if isinstance(inner, dict | list):
+            out += _paths(inner, (*path, key))
+    return out
+
+
+def _changed(value: Any) -> Any:
+    """Another JSON value of the same kind (a digit of a string turned, a number moved)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if value is None:
+        return "00" * 32
+    if isinstance(value, str):
+        at = len(value) // 2
+        return (value[:at] + ("1" if value[at : at + 1] == "0" else "0") + value[at + 1 :]) or "x"
+    return []
+
+
+def test_every_changed_value_and_every_dropped_member_is_refused(
+    played: Played, bar_bundle: dict[str, Any]
+) -> None:
+    """Each scalar of the bundle changed, each list emptied and each object member dropped,
+    one at a time, in the header and in the first entry of every type and the last: never
+    verified, never raised. (Dropping a whole entry may verify: a bundle proves inclusion,
+    not absence.)"""
+    first_of_type: dict[str, int] = {}
+    for e in bar_bundle["entries"]:
+        first_of_type.setdefault(e["envelope"]["body"]["type"], e["seq"])
+    kept = {*first_of_type.values(), bar_bundle["entries"][-1]["seq"]}
+    tried = 0
+    for path in _paths(bar_bundle):
+        in_entry = path[0] == "entries" and len(path) > 1
+        if in_entry and (len(path) == 2 or bar_bundle["entries"][path[1]]["seq"] not in kept):
+            continue  # a whole entry, or one of an entry not kept
+        parent = reduce(operator.getitem, path[:-1], bar_bundle)
+        for change in ("value", "drop"):
+            if change == "drop" and not isinstance(parent, dict):
+                continue
+            bad = copy.deepcopy(bar_bundle)
+            target = reduce(operator.getitem, path[:-1], bad)
+            if change == "drop":
+                del target[path[-1]]
+            else:
+                target[path[-1]] = _changed(target[path[-1]])
+            report = played.verify(bad)
+            assert not report.ok and report.failures, (change, path)
+            tried += 1
+    assert tried > 500
+
+
 # ---------------------------------------------------------------------------
 # Fake logs: a consistent log and checkpoint under another log key
 
@@ -824,6 +883,10 @@ def test_entry_with_seq_beyond_the_checkpoint(played: Played, bar_bundle: dict[s
             "unknown bundle format None, expected goldtrail-bundle/1",
         ),
         (lambda b: b.pop("lot"), "the bundle does not name its lot and head"),
+        (
+            lambda b: b.pop("label_at"),
+            "the bundle has no label_at: it is the label's event id, or null",
+        ),
         (lambda b: b.update(head=None), "the bundle does not name its lot and head"),
         (lambda b: b.update(entries={}), "the bundle has no list of entries"),
         (
