@@ -30,6 +30,9 @@ _HASH_SIZE = 32
 _SEED_SIZE = 32
 _KEY_ID_HEX = re.compile(r"[0-9a-fA-F]{8}")
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
+#: whole quanta of standard base64, padded: what Go's base64.StdEncoding decodes (but for
+#: the newlines it skips, which no note line holds)
+_BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 
 
 def key_id(name: str, public_key: bytes) -> bytes:
@@ -65,13 +68,18 @@ def _name_rule(name: str) -> str:
     )
 
 
-def _decode_base64(text: str) -> bytes | None:
-    """Decode canonical standard base64 (with padding); None if ``text`` is anything else."""
-    try:
-        data = base64.b64decode(text, validate=True)
-    except ValueError:
+def _decode_base64(text: str, *, canonical: bool = True) -> bytes | None:
+    """Decode standard base64 (with padding); None if ``text`` is anything else.
+
+    ``canonical``: also None unless ``text`` is the one encoding of its bytes (unused bits
+    zero), which Go's decoder does not ask of a signature line.
+    """
+    if not _BASE64.fullmatch(text):
         return None
-    return data if base64.b64encode(data).decode("ascii") == text else None
+    data = base64.b64decode(text, validate=True)
+    if canonical and base64.b64encode(data).decode("ascii") != text:
+        return None
+    return data
 
 
 class LogSigner:
@@ -205,7 +213,8 @@ def _find_signature(lines: list[str], name: str, wanted_id: bytes) -> bytes:
     found: bytes | None = None
     for number, line in enumerate(lines, start=1):
         signer, _, encoded = line.removeprefix(SIGNATURE_PREFIX).partition(" ")
-        signature = _decode_base64(encoded)
+        # the log's own line is canonical base64; another's is read as Go reads it
+        signature = _decode_base64(encoded, canonical=signer == name)
         if not (
             line.startswith(SIGNATURE_PREFIX)
             and _is_go_key_name(signer)
