@@ -2179,7 +2179,7 @@ def _fetch_bundle(source: str, session: Session) -> tuple[bytes, str | None, str
             raise CliError(f"cannot read {path}: {e.strerror}", "not_found") from e
     parts = urlsplit(source)
     query = parse_qs(parts.query)
-    at = query.get("at", [None])[0]
+    at = query.get("at", [None])[-1]  # given twice: the last, as the server reads it
     match = re.match(r"^(.*)/l/([^/]+)/?$", parts.path)
     base = f"{parts.scheme}://{parts.netloc}"
     if match is not None:

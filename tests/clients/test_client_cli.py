@@ -744,6 +744,12 @@ def test_verify_label_url_refuses_a_bundle_for_another_lot_or_label(runner: Any)
     assert f"the bundle's label_at is null, not the label's event {label[:12]}…" in _one_error(
         unlabelled, "not_verified"
     )
+    # ?at= twice: the last, as the server reads it for the page the URL opens
+    twice = f"http://fake.test/l/COOP-1?at={'0' * 64}&at={label}"
+    repeated = runner(
+        ["verify", twice, "--log-key", signer.verifier_key], transport=served("COOP-1", label)
+    )
+    assert repeated.code == 0, repeated.stderr
 
 
 def test_verify_log_key_typo_is_a_usage_error(runner: Any, tmp_path: Path) -> None:
