@@ -348,6 +348,20 @@ def _hex_key(text: str, what: str) -> str:
     return key
 
 
+def _verifier_key(text: str) -> str:
+    """The log's note verifier key as typed or pasted (blanks around it ignored): a key
+    that is none is a usage error, not a bundle that fails to verify."""
+    from ledger.checkpoint import parse_verifier_key
+    from ledger.errors import VerificationError
+
+    key = text.strip()
+    try:
+        parse_verifier_key(key)
+    except VerificationError as e:
+        _usage(f"--log-key: {e.detail}")
+    return key
+
+
 def _int(text: str, what: str) -> int:
     if not re.fullmatch(r"-?[0-9]+", text.strip()):
         _usage(f"{what}: {text!r} is not a whole number")
@@ -2165,7 +2179,7 @@ def _fetch_bundle(source: str, session: Session) -> tuple[bytes, str | None, str
             raise CliError(f"cannot read {path}: {e.strerror}", "not_found") from e
     parts = urlsplit(source)
     query = parse_qs(parts.query)
-    at = query.get("at", [None])[0]
+    at = query.get("at", [None])[-1]  # given twice: the last, as the server reads it
     match = re.match(r"^(.*)/l/([^/]+)/?$", parts.path)
     base = f"{parts.scheme}://{parts.netloc}"
     if match is not None:
@@ -2310,6 +2324,7 @@ def verify_command(
     session = _session(ctx)
     from ledger.verify import verify_bundle
 
+    log_key = _verifier_key(log_key)
     if registrar_key is not None:
         registrar_key = _hex_key(registrar_key, "--registrar-key")
     data, lot, at = _fetch_bundle(source, session)

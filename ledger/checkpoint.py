@@ -24,11 +24,15 @@ from ledger.protocol import sha256
 ED25519_ALGORITHM = 0x01
 SIGNATURE_PREFIX = "\u2014 "  # em dash and a space start every signature line
 MAX_TREE_SIZE = 2**63 - 1  # Go's tlog sizes are int64
+MAX_SIGNATURE_LINES = 100  # Go's note.Open refuses a note with more
 
 _HASH_SIZE = 32
 _SEED_SIZE = 32
 _KEY_ID_HEX = re.compile(r"[0-9a-fA-F]{8}")
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
+#: whole quanta of standard base64, padded: what Go's base64.StdEncoding decodes (but for
+#: the newlines it skips, which no note line holds)
+_BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 
 
 def key_id(name: str, public_key: bytes) -> bytes:
@@ -64,13 +68,18 @@ def _name_rule(name: str) -> str:
     )
 
 
-def _decode_base64(text: str) -> bytes | None:
-    """Decode canonical standard base64 (with padding); None if ``text`` is anything else."""
-    try:
-        data = base64.b64decode(text, validate=True)
-    except ValueError:
+def _decode_base64(text: str, *, canonical: bool = True) -> bytes | None:
+    """Decode standard base64 (with padding); None if ``text`` is anything else.
+
+    ``canonical``: also None unless ``text`` is the one encoding of its bytes (unused bits
+    zero), which Go's decoder does not ask of a signature line.
+    """
+    if not _BASE64.fullmatch(text):
         return None
-    return data if base64.b64encode(data).decode("ascii") == text else None
+    data = base64.b64decode(text, validate=True)
+    if canonical and base64.b64encode(data).decode("ascii") != text:
+        return None
+    return data
 
 
 class LogSigner:
@@ -182,18 +191,33 @@ def _split_note(note: str) -> tuple[str, list[str]]:
     return text, block[:-1].split("\n")
 
 
-def _find_signature(lines: list[str], name: str, wanted_id: bytes) -> bytes:
-    """The signature of the first well-formed line by key ``name`` with key id ``wanted_id``.
+def _is_go_key_name(name: str) -> bool:
+    """True if Go's note reads ``name`` as a key name: non-empty, no space, no '+'."""
+    return bool(name) and not any(c.isspace() or c == "+" for c in name)
 
-    Raises VerificationError ``bad_checkpoint`` for a malformed line or if there is none.
+
+def _find_signature(lines: list[str], name: str, wanted_id: bytes) -> bytes:
+    """The signature of the first line by key ``name`` with key id ``wanted_id``.
+
+    Every line is read first, as Go's ``note.Open`` reads them: a witness's line may have
+    any name Go accepts, but a malformed line anywhere, or more than
+    ``MAX_SIGNATURE_LINES`` lines, refuses the whole note. Raises VerificationError
+    ``bad_checkpoint`` for those, or if no line is by that key.
     """
+    if len(lines) > MAX_SIGNATURE_LINES:
+        raise _bad(
+            f"The checkpoint has {len(lines)} signature lines; a note has at most "
+            f"{MAX_SIGNATURE_LINES}."
+        )
     signers = []
+    found: bytes | None = None
     for number, line in enumerate(lines, start=1):
         signer, _, encoded = line.removeprefix(SIGNATURE_PREFIX).partition(" ")
-        signature = _decode_base64(encoded)
+        # the log's own line is canonical base64; another's is read as Go reads it
+        signature = _decode_base64(encoded, canonical=signer == name)
         if not (
             line.startswith(SIGNATURE_PREFIX)
-            and _is_key_name(signer)
+            and _is_go_key_name(signer)
             and signature is not None
             and len(signature) > 4
         ):
@@ -201,13 +225,15 @@ def _find_signature(lines: list[str], name: str, wanted_id: bytes) -> bytes:
                 f"Signature line {number} ({line[:80]!r}) is not '— <key name> <base64 of the "
                 "key id and signature>'."
             )
-        if signer == name and signature[:4] == wanted_id:
-            return signature[4:]
+        if found is None and signer == name and signature[:4] == wanted_id:
+            found = signature[4:]
         signers.append(f"{signer}+{signature[:4].hex()}")
-    raise _bad(
-        f"The checkpoint is not signed by the trusted key {name}+{wanted_id.hex()}; "
-        f"it is signed by {', '.join(signers)}."
-    )
+    if found is None:
+        raise _bad(
+            f"The checkpoint is not signed by the trusted key {name}+{wanted_id.hex()}; "
+            f"it is signed by {', '.join(signers)}."
+        )
+    return found
 
 
 def _parse_body(text: str) -> tuple[str, int, bytes]:

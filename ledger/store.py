@@ -1940,6 +1940,15 @@ def _check_and_bind(
     except ValueError as e:
         raise _refuse("bad_origin", f"The origin {origin!r} cannot be used: {e}") from e
     public_hex = signer.public_key.hex()
+    if not started and public_hex in (registrar_key, seq0_key):
+        # nothing is published yet: the log may still take another key (section 4)
+        raise _refuse(
+            "log_key_is_registrar_key",
+            f"The log key file {log_key_file} (GOLDTRAIL_LOG_KEY_FILE) holds the registrar's "
+            "key (GOLDTRAIL_REGISTRAR_KEY): the log signs its checkpoints with its own key, "
+            "never the registrar's. Use another log key file, or remove this one to have a new "
+            "key made.",
+        )
     if started:
         stored_key = meta.get("log_public_key")
         wrong = stored_key is not None and stored_key != public_hex

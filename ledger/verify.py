@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ledger import gcpause
-from ledger.checkpoint import Checkpoint, open_checkpoint
+from ledger.checkpoint import Checkpoint, open_checkpoint, parse_verifier_key
 from ledger.errors import LedgerError, MalformedError, SignatureError, VerificationError
 from ledger.merkle import HASH_SIZE, leaf_hash, node_hash, verify_inclusion
 from ledger.protocol import canonical, event_id, parse_strict
@@ -31,6 +32,7 @@ from ledger.state import (
 from ledger.views import lot_view
 
 BUNDLE_FORMAT = "goldtrail-bundle/1"
+_HASH_HEX = re.compile(r"[0-9a-f]{64}")  # section 1: a hash inside JSON
 
 
 @dataclass
@@ -207,6 +209,9 @@ def _verify(
     if data.get("format") != BUNDLE_FORMAT:
         _fail(report, f"unknown bundle format {data.get('format')!r}, expected {BUNDLE_FORMAT}")
         raise _Stop
+    if "label_at" not in data:
+        _fail(report, "the bundle has no label_at: it is the label's event id, or null")
+        raise _Stop
     if data.get("label_at") is not None and report.label_at is None:
         _fail(report, "the bundle's label_at is neither an event id nor null")
         raise _Stop
@@ -229,6 +234,8 @@ def _verify(
             f"the bundle's origin {log.get('origin')!r} is not the checkpoint's "
             f"{checkpoint.origin!r}",
         )
+    if not _same_verifier_key(log.get("verifier_key"), log_key):
+        _fail(report, "the bundle's verifier_key is not the trusted log key")
 
     # 2. every entry's inclusion proof
     prepared: dict[int, Prepared] = {}
@@ -250,7 +257,7 @@ def _verify(
             0,
             entries[0][2],
         )
-    if seq0_key is not None and log.get("registrar_key") not in (None, seq0_key):
+    if seq0_key is not None and log.get("registrar_key") != seq0_key:
         _fail(report, "the bundle's registrar_key is not the key of seq 0")
     # one staged state over the whole bundle, as a MemoryLedger appending the entries one
     # by one would reach (without the Merkle tree it keeps, which nothing here reads)
@@ -410,6 +417,31 @@ def _check_what_the_whole_bundle_proves(
         raise _Stop
 
 
+def _same_verifier_key(named: object, trusted: str) -> bool:
+    """Whether the bundle's ``log.verifier_key`` is the trusted key (which has opened the
+    checkpoint, so it parses): the same name, key id and key, however the id's hex is
+    cased."""
+    if not isinstance(named, str):
+        return False
+    try:
+        return parse_verifier_key(named) == parse_verifier_key(trusted)
+    except VerificationError:
+        return False
+
+
+def _proof_hashes(proof: list[Any]) -> list[bytes]:
+    """The hashes of a bundle entry's proof, each 64 lowercase hex characters (section 1).
+
+    Raises ValueError naming the first that is not.
+    """
+    hashes = []
+    for position, item in enumerate(proof):
+        if not (isinstance(item, str) and _HASH_HEX.fullmatch(item)):
+            raise ValueError(f"proof hash {position} is not 64 lowercase hex characters")
+        hashes.append(bytes.fromhex(item))
+    return hashes
+
+
 def _payment_groups(bodies: list[dict[str, Any]]) -> dict[str, int]:
     """See ``Report.payment_groups``: ``to_women`` is the women's pay, ``total − to_women``
     the men's, so each concerns one sex of one team."""
@@ -498,7 +530,7 @@ def _entries(
             leaf = ready.leaf_data if ready is not None else None
             if leaf is None or not paths.holds(leaf_hash(leaf), seq, item["proof"]):
                 # refused, or not sure: the reference check decides, with its own message
-                proof = [bytes.fromhex(h) for h in item["proof"]]
+                proof = _proof_hashes(item["proof"])
                 if leaf is None:
                     leaf = canonical(envelope)
                 verify_inclusion(leaf_hash(leaf), seq, checkpoint.size, proof, checkpoint.root)
@@ -530,13 +562,14 @@ class _ProvenPaths:
     def __init__(self, size: int, root: bytes) -> None:
         self.size, self.root = size, root
         #: (fn, sn, hash reached) -> the proof hashes (as given) still folded from there to
-        #: the root: each decoded by ``bytes.fromhex`` to a hash of the right length
+        #: the root: each 64 lowercase hex characters (section 1), decoded
         self.proven: dict[tuple[int, int, bytes], list[Any]] = {}
 
     def holds(self, leaf: bytes, index: int, proof: list[Any]) -> bool:
-        """True if ``verify_inclusion`` accepts the proof whose hashes are ``proof``'s items
-        decoded by ``bytes.fromhex``; False if it may not, or an item does not decode (the
-        caller then decodes them all and the reference check gives the verdict)."""
+        """True if ``verify_inclusion`` accepts the proof whose hashes are ``proof``'s items,
+        each 64 lowercase hex characters (``_proof_hashes``); False if it may not, or an
+        item is not such a hash (the caller then decodes them all with ``_proof_hashes``
+        and the reference check gives the verdict)."""
         if not 0 <= index < self.size or len(self.root) != HASH_SIZE or len(leaf) != HASH_SIZE:
             return False
         fn, sn, digest = index, self.size - 1, leaf
@@ -549,12 +582,9 @@ class _ProvenPaths:
             walked.append((state, step))
             if sn == 0:
                 return False
-            try:
-                sibling = bytes.fromhex(item)
-            except (ValueError, TypeError):
-                return False
-            if len(sibling) != HASH_SIZE:
-                return False
+            if not (type(item) is str and _HASH_HEX.fullmatch(item)):
+                return False  # section 1: a hash is 64 lowercase hex characters
+            sibling = bytes.fromhex(item)
             if fn & 1 or fn == sn:
                 digest = node_hash(sibling, digest)
                 while fn and not fn & 1:

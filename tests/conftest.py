@@ -5,8 +5,9 @@
 - ``postgres_url``: one throwaway PostgreSQL server for the session (initdb in a temporary
   directory, fsync off, trust authentication on 127.0.0.1 and a private unix socket).
 - ``shared_dir`` / ``require_shared_tool``: the ``../shared`` folder beside the repository
-  (or ``$GOLDTRAIL_SHARED``) and the tools in it. (Go's ``goverify`` is built by the
-  ``goverify`` fixture in tests/ledger/conftest.py, with tests/goverify.py.)
+  (or ``$GOLDTRAIL_SHARED``) and the tools in it.
+- ``goverify``: Go's own checker of checkpoints and proofs (``../shared/tools/goverify``),
+  built once per session with tests/goverify.py.
 - ``browser`` / ``page``: Playwright driving the system Chromium (never a downloaded one).
 
 What a test needs from the machine and cannot find makes it skip with the reason; under
@@ -99,6 +100,18 @@ def _require_shared_tool(name: str) -> Path:
 def require_shared_tool() -> Callable[[str], Path]:
     """``require_shared_tool("goverify")`` gives the tool's folder, or skips (fails in CI)."""
     return _require_shared_tool
+
+
+@pytest.fixture(scope="session")
+def goverify(
+    tmp_path_factory: pytest.TempPathFactory, require_shared_tool: Callable[[str], Path]
+) -> Any:
+    """The goverify binary (a ``tests.goverify.Goverify``), built once; skips (fails in CI)
+    if it cannot be."""
+    from tests import goverify as goverify_tool
+
+    source = require_shared_tool("goverify")
+    return goverify_tool.build(source, tmp_path_factory.mktemp("goverify"))
 
 
 # ---------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from api.compression import accepts_gzip
 from clients.cli import Hooks
 from clients.keys import MIN_LIMITS
 from clients.scenario import ScenarioPlayer, load_scenario
+from ledger.checkpoint import LogSigner
 from ledger.protocol import public_key_hex
 from tests.api.test_page_render import section, visible
 from tests.clients.conftest import run_main
@@ -228,11 +229,12 @@ def test_goldtrail_verify_given_the_old_label_url(journey: Journey) -> None:
     current = f"{PUBLIC_URL}/l/{BAR}?at={journey.api.lot(BAR)['head']}"
     run = _verify(["verify", current, *keys], journey)
     assert run.code == 0 and "nothing has happened to this lot since" in run.stdout
-    # the wrong log key: non-zero, a plain report
-    wrong = _verify(
-        ["verify", journey.label_url, "--log-key", "x.example/log+00000000+AAAA"], journey
-    )
+    # the wrong log key: non-zero, a plain report (one that is no key at all is a usage
+    # error, exit 2, tests/clients/test_client_cli.py)
+    other = LogSigner(log["origin"], bytes(32)).verifier_key
+    wrong = _verify(["verify", journey.label_url, "--log-key", other], journey)
     assert wrong.code == 1 and "NOT VERIFIED" in wrong.stdout
+    assert "not signed by the trusted key" in wrong.stdout
 
 
 @pytest.mark.browser

@@ -723,7 +723,7 @@ def test_site_whose_assessment_expired_before_registration_shows_blue() -> None:
         label_at=None,
         origin=w.origin,
         verifier_key=signer.verifier_key,
-        registrar_key=None,
+        registrar_key=w.ledger.envelopes[0]["signature"]["key"],
         checkpoint_note=signer.sign(size, w.ledger.root()).note,
         size=size,
     )

@@ -186,10 +186,13 @@ def test_unreachable_without_cache_is_one_line(runner: Any, world: Any) -> None:
 def test_verify_garbage_is_one_line(runner: Any, tmp_path: Path) -> None:
     path = tmp_path / "bundle.json"
     path.write_text("{not json")
-    run = runner(["verify", str(path), "--log-key", "x+00000000+AAAA"])
+    from ledger.checkpoint import LogSigner
+
+    key = LogSigner("x.example/log", bytes(32)).verifier_key
+    run = runner(["verify", str(path), "--log-key", key])
     assert run.code == 1
     assert "does not verify" in _one_error(run, "not_verified")
-    missing = runner(["verify", str(tmp_path / "nope.json"), "--log-key", "k"])
+    missing = runner(["verify", str(tmp_path / "nope.json"), "--log-key", key])
     assert missing.code == 1 and _one_error(missing, "not_found")
 
 
@@ -719,7 +722,7 @@ def test_verify_label_url_refuses_a_bundle_for_another_lot_or_label(runner: Any)
             label_at=label_at,
             origin=w.origin,
             verifier_key=signer.verifier_key,
-            registrar_key=None,
+            registrar_key=w.ledger.envelopes[0]["signature"]["key"],
             checkpoint_note=signer.sign(size, w.ledger.root()).note,
             size=size,
         )
@@ -741,3 +744,47 @@ def test_verify_label_url_refuses_a_bundle_for_another_lot_or_label(runner: Any)
     assert f"the bundle's label_at is null, not the label's event {label[:12]}…" in _one_error(
         unlabelled, "not_verified"
     )
+    # ?at= twice: the last, as the server reads it for the page the URL opens
+    twice = f"http://fake.test/l/COOP-1?at={'0' * 64}&at={label}"
+    repeated = runner(
+        ["verify", twice, "--log-key", signer.verifier_key], transport=served("COOP-1", label)
+    )
+    assert repeated.code == 0, repeated.stderr
+
+
+def test_verify_log_key_typo_is_a_usage_error(runner: Any, tmp_path: Path) -> None:
+    """A --log-key that is no note verifier key is a mistake in the command, as a
+    --registrar-key typo is (exit 2, one line), not "this bundle does not verify"; the key
+    pasted with surrounding blanks (a newline from a file) is the same key."""
+    from ledger.bundle import build_bundle
+    from ledger.checkpoint import LogSigner
+    from tests import factories
+
+    w = factories.World.standard()
+    w.register_lot("COOP-1", "site-a")
+    signer = LogSigner(w.origin, b"\x3d" * 32)
+    size = len(w.ledger.leaves)
+    bundle = build_bundle(
+        w.ledger,
+        lot="COOP-1",
+        head=w.head("COOP-1"),
+        label_at=None,
+        origin=w.origin,
+        verifier_key=signer.verifier_key,
+        registrar_key=w.ledger.envelopes[0]["signature"]["key"],
+        checkpoint_note=signer.sign(size, w.ledger.root()).note,
+        size=size,
+    )
+    path = tmp_path / "coop-1.bundle.json"
+    path.write_bytes(canonical(bundle))
+
+    padded = runner(["verify", str(path), "--log-key", f" {signer.verifier_key}\n"])
+    assert padded.code == 0, padded.stderr
+    assert padded.stdout.startswith("VERIFIED: lot COOP-1")
+
+    for typo in ("junk", signer.verifier_key[:-4], signer.verifier_key.replace("+", " ", 1)):
+        run = runner(["verify", str(path), "--log-key", typo])
+        assert run.code == 2, (typo, run.stdout, run.stderr)
+        assert _one_error(run, "usage").startswith("error: --log-key: "), run.stderr
+    env = runner(["verify", str(path)], env={"GOLDTRAIL_LOG_VERIFIER_KEY": "junk"})
+    assert env.code == 2 and _one_error(env, "usage").startswith("error: --log-key: ")

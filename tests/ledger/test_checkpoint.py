@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import string
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -297,3 +298,66 @@ def test_goverify_refuses_tampering(
     payload = tree_payload(1000)
     tamper(payload)
     assert goverify.run(payload).startswith("FAIL ")
+
+
+# ---------------------------------------------------------------------------
+# Every signature line is read, as Go's note.Open reads them (section 4: "it verifies with
+# Go's golang.org/x/mod/sumdb/note unchanged"): a note Go refuses is refused here too, even
+# when the trusted key's line comes first and verifies
+
+
+def _witness(name: str, seed: bytes = bytes(range(32))) -> str:
+    """One witness's signature line over the vector's text."""
+    return signed(TEXT, name, seed).split("\n\n")[1]
+
+
+def _unused_bit_set(signed_lines: str) -> str:
+    """The last signature line with an unused bit of its base64 set: the same bytes to Go's
+    decoder, but not their canonical encoding (a 68-byte value ends in one '=')."""
+    alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "+/"
+    assert signed_lines.endswith("=\n") and not signed_lines.endswith("==\n")
+    last = signed_lines[-3]
+    return signed_lines[:-3] + alphabet[alphabet.index(last) ^ 1] + "=\n"
+
+
+#: (note, the word our refusal holds or None for accepted): Go's note.Open agrees on each,
+#: but for the log's own line, whose base64 must be canonical here
+GO_PARITY = [
+    pytest.param(NOTE + "garbage\n", "Signature line 2", id="malformed line after ours"),
+    pytest.param(NOTE + "\u2014 w.example AAAA\n", "Signature line 2", id="short line after"),
+    pytest.param(NOTE + "\u2014  AAAAAAAA\n", "Signature line 2", id="unnamed line after"),
+    pytest.param(NOTE + _witness("w\u00a0x"), "Signature line 2", id="space in a witness name"),
+    pytest.param(NOTE + _witness("w+x"), "Signature line 2", id="plus in a witness name"),
+    pytest.param(NOTE + _witness("w.example") * 100, "101 signature lines", id="101 lines"),
+    pytest.param(NOTE + _witness("w.example") * 99, None, id="100 lines"),
+    pytest.param(NOTE + _witness("w\u00adx"), None, id="soft hyphen in a witness name"),
+    pytest.param(NOTE + NOTE.split("\n\n")[1], None, id="our line twice"),
+    pytest.param(NOTE + _unused_bit_set(_witness("w.example")), None, id="witness unused bit"),
+    pytest.param(
+        NOTE + _witness("w.example").replace("=\n", "A=\n"), "Signature line 2", id="not quanta"
+    ),
+    pytest.param(
+        NOTE + _witness("w.example").replace("=\n", "\n"), "Signature line 2", id="no padding"
+    ),
+    pytest.param(_unused_bit_set(NOTE), "Signature line 1", id="our line's unused bit"),
+]
+
+
+@pytest.mark.parametrize(("note", "expected"), GO_PARITY)
+def test_every_signature_line_is_read(note: str, expected: str | None) -> None:
+    if expected is None:
+        assert open_checkpoint(note, VKEY).size == 13
+        return
+    with pytest.raises(VerificationError) as caught:
+        open_checkpoint(note, VKEY)
+    assert caught.value.code == "bad_checkpoint"
+    assert expected in caught.value.detail
+
+
+@pytest.mark.parametrize(("note", "expected"), GO_PARITY)
+def test_goverify_agrees_on_every_signature_line(
+    goverify: Any, note: str, expected: str | None
+) -> None:
+    verdict = goverify.run({"vkey": VKEY, "checkpoint": note})
+    stricter = expected is not None and expected.startswith("Signature line 1")
+    assert verdict.startswith("ok ") == (expected is None or stricter), verdict

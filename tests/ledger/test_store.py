@@ -843,6 +843,24 @@ def test_a_ledger_rebound_by_another_server_on_the_empty_log_does_not_sign(
         second.engine.dispose()
 
 
+def test_the_log_key_is_never_the_registrars(database_url: str, key_file: Path) -> None:
+    """Section 4: the server signs checkpoints "with its own Ed25519 log key (not the
+    registrar's)": an empty log whose key file holds the key GOLDTRAIL_REGISTRAR_KEY names
+    is refused a start, and nothing is bound to that key."""
+    seed = hashlib.sha256(b"one key for two roles").digest()
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(seed.hex() + "\n")
+    same = public_key_hex(nacl.signing.SigningKey(seed))
+    with pytest.raises(IntegrityError) as info:
+        reopen(database_url, key_file, registrar_key=same)
+    assert info.value.code == "log_key_is_registrar_key"
+    assert "GOLDTRAIL_LOG_KEY_FILE" in info.value.detail
+    assert "GOLDTRAIL_REGISTRAR_KEY" in info.value.detail
+    # another log key file: it starts, and the log is bound to that key
+    other = key_file.with_name("other.key")
+    assert reopen(database_url, other, registrar_key=same).registrar_key == same
+
+
 def test_restart_refusals(database_url: str, key_file: Path) -> None:
     led = open_ledger(database_url, origin=ORIGIN, log_key_file=key_file, registrar_key=None)
     try:

@@ -12,10 +12,13 @@ import base64
 import copy
 import gc
 import json
+import operator
+import re
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -422,6 +425,34 @@ def test_malformed_proofs(played: Played, bar_bundle: dict[str, Any], breakage: 
     assert reason.startswith("the inclusion proof does not match the checkpoint: ")
 
 
+@pytest.mark.parametrize(
+    ("breakage", "expected"),
+    [
+        ("upper", "proof hash 1 is not 64 lowercase hex characters"),
+        ("spaced", "proof hash 1 is not 64 lowercase hex characters"),
+        ("not text", "proof hash 1 is not 64 lowercase hex characters"),
+        ("short", "proof hash 1 is not 64 lowercase hex characters"),
+    ],
+)
+def test_proof_hashes_are_64_lowercase_hex(
+    played: Played, bar_bundle: dict[str, Any], breakage: str, expected: str
+) -> None:
+    # section 1: binary values inside JSON are lowercase hex, hashes 64 characters; an
+    # uppercase or spaced hash names the same bytes but is not a hash as the page writes it
+    bad = copy.deepcopy(bar_bundle)
+    proof = entry(bad, 12)["proof"]
+    proof[1] = {
+        "upper": proof[1].upper(),
+        "spaced": proof[1][:2] + " " + proof[1][2:],
+        "not text": 12,
+        "short": proof[1][:62],
+    }[breakage]
+    report = played.verify(bad)
+    assert failures(report) == [
+        (12, f"the inclusion proof does not match the checkpoint: {expected}")
+    ]
+
+
 def _note_parts(note: str) -> tuple[list[str], str]:
     text, _, signature = note.partition("\n\n")
     return text.split("\n"), signature
@@ -491,6 +522,63 @@ def test_wrong_log_key(played: Played, bar_bundle: dict[str, Any]) -> None:
     elsewhere = LogSigner("other.goldtrail.example/log", LOG_SEED)
     seq, reason = refused(played.verify(bar_bundle, log_key=elsewhere.verifier_key))
     assert reason.startswith("the checkpoint does not verify with the trusted log key: ")
+
+
+def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """The path to every member, element and scalar of a JSON value (not the root)."""
+    out = []
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, inner in items:
+        out.append((*path, key))
+        if isinstance(inner, dict | list):
+            out += _paths(inner, (*path, key))
+    return out
+
+
+def _changed(value: Any) -> Any:
+    """Another JSON value of the same kind (a digit of a string turned, a number moved)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if value is None:
+        return "00" * 32
+    if isinstance(value, str):
+        at = len(value) // 2
+        return (value[:at] + ("1" if value[at : at + 1] == "0" else "0") + value[at + 1 :]) or "x"
+    return []
+
+
+def test_every_changed_value_and_every_dropped_member_is_refused(
+    played: Played, bar_bundle: dict[str, Any]
+) -> None:
+    """Each scalar of the bundle changed, each list emptied and each object member dropped,
+    one at a time, in the header and in the first entry of every type and the last: never
+    verified, never raised. (Dropping a whole entry may verify: a bundle proves inclusion,
+    not absence.)"""
+    first_of_type: dict[str, int] = {}
+    for e in bar_bundle["entries"]:
+        first_of_type.setdefault(e["envelope"]["body"]["type"], e["seq"])
+    kept = {*first_of_type.values(), bar_bundle["entries"][-1]["seq"]}
+    tried = 0
+    for path in _paths(bar_bundle):
+        in_entry = path[0] == "entries" and len(path) > 1
+        if in_entry and (len(path) == 2 or bar_bundle["entries"][path[1]]["seq"] not in kept):
+            continue  # a whole entry, or one of an entry not kept
+        parent = reduce(operator.getitem, path[:-1], bar_bundle)
+        for change in ("value", "drop"):
+            if change == "drop" and not isinstance(parent, dict):
+                continue
+            bad = copy.deepcopy(bar_bundle)
+            target = reduce(operator.getitem, path[:-1], bad)
+            if change == "drop":
+                del target[path[-1]]
+            else:
+                target[path[-1]] = _changed(target[path[-1]])
+            report = played.verify(bad)
+            assert not report.ok and report.failures, (change, path)
+            tried += 1
+    assert tried > 500
 
 
 # ---------------------------------------------------------------------------
@@ -696,6 +784,42 @@ def test_bundle_registrar_key_field_must_be_seq_0_key(
     assert (seq, reason) == (None, "the bundle's registrar_key is not the key of seq 0")
 
 
+@pytest.mark.parametrize("value", [None, "AB" * 32, 7])
+def test_bundle_registrar_key_field_is_seq_0_key_in_lowercase_hex(
+    played: Played, bar_bundle: dict[str, Any], value: object
+) -> None:
+    # section 7's format: "registrar_key": "<hex>", seq 0's key (a bundle always has seq 0)
+    bad = copy.deepcopy(bar_bundle)
+    bad["log"]["registrar_key"] = value if value != "AB" * 32 else played.registrar_key.upper()
+    seq, reason = refused(played.verify(bad, pinned=False))
+    assert (seq, reason) == (None, "the bundle's registrar_key is not the key of seq 0")
+
+
+@pytest.mark.parametrize("value", ["other key", "junk", None, "missing"])
+def test_bundle_verifier_key_field_must_be_the_trusted_key(
+    played: Played, bar_bundle: dict[str, Any], value: str | None
+) -> None:
+    # the bundle names the log it comes from: origin, verifier key and registrar key must
+    # all be the log the buyer trusts, or the bundle misdescribes itself
+    bad = copy.deepcopy(bar_bundle)
+    if value == "missing":
+        del bad["log"]["verifier_key"]
+    else:
+        bad["log"]["verifier_key"] = (
+            LogSigner(ORIGIN, b"\x08" * 32).verifier_key if value == "other key" else value
+        )
+    seq, reason = refused(played.verify(bad))
+    assert (seq, reason) == (None, "the bundle's verifier_key is not the trusted log key")
+
+
+def test_a_trusted_key_with_an_uppercase_key_id_is_the_same_key(
+    played: Played, bar_bundle: dict[str, Any]
+) -> None:
+    name, kid, key = played.log_key.split("+", 2)
+    report = played.verify(bar_bundle, log_key=f"{name}+{kid.upper()}+{key}")
+    assert report.ok, failures(report)
+
+
 def test_bundle_origin_must_be_the_checkpoint_origin(
     played: Played, bar_bundle: dict[str, Any]
 ) -> None:
@@ -759,6 +883,10 @@ def test_entry_with_seq_beyond_the_checkpoint(played: Played, bar_bundle: dict[s
             "unknown bundle format None, expected goldtrail-bundle/1",
         ),
         (lambda b: b.pop("lot"), "the bundle does not name its lot and head"),
+        (
+            lambda b: b.pop("label_at"),
+            "the bundle has no label_at: it is the label's event id, or null",
+        ),
         (lambda b: b.update(head=None), "the bundle does not name its lot and head"),
         (lambda b: b.update(entries={}), "the bundle has no list of entries"),
         (
@@ -902,7 +1030,7 @@ def _expired_site_report() -> Report:
         label_at=None,
         origin=w.origin,
         verifier_key=signer.verifier_key,
-        registrar_key=None,
+        registrar_key=w.ledger.envelopes[0]["signature"]["key"],
         checkpoint_note=signer.sign(size, w.ledger.root()).note,
         size=size,
     )
@@ -921,9 +1049,11 @@ def test_origin_site_colour_counts_an_expired_assessment_as_blue() -> None:
 
 
 def _accepted(leaf: bytes, index: int, size: int, proof: list[Any], root: bytes) -> bool:
-    """The reference verdict on a proof as a bundle gives it: every item decoded from hex
-    (else refused), then ``verify_inclusion``."""
+    """The reference verdict on a proof as a bundle gives it: every item 64 lowercase hex
+    characters, decoded (else refused), then ``verify_inclusion``."""
     try:
+        if not all(isinstance(i, str) and re.fullmatch("[0-9a-f]{64}", i) for i in proof):
+            return False
         hashes = [bytes.fromhex(item) for item in proof]
         merkle.verify_inclusion(leaf, index, size, hashes, root)
     except (LedgerError, ValueError, TypeError):
@@ -976,9 +1106,9 @@ def test_proven_paths_accept_exactly_what_verify_inclusion_accepts(data: st.Data
         elif tamper == "short" and proof:
             proof[at] = proof[at][:62]
         elif tamper == "upper" and proof:
-            proof[at] = proof[at].upper()  # still hex, the same hash
+            proof[at] = proof[at].upper()  # the same bytes, but not a hash as JSON holds one
         elif tamper == "spaced" and proof:
-            proof[at] = proof[at][:2] + " " + proof[at][2:]  # fromhex skips the space
+            proof[at] = proof[at][:2] + " " + proof[at][2:]  # fromhex would skip the space
         elif tamper == "not-hex" and proof:
             proof[at] = "zz" + proof[at][2:]
         elif tamper == "not-text" and proof:

@@ -45,7 +45,11 @@ def fake_bundle(
         "lot": lot,
         "head": head,
         "label_at": label_at,
-        "log": {"origin": LOG.origin, "verifier_key": LOG.verifier_key, "registrar_key": None},
+        "log": {
+            "origin": LOG.origin,
+            "verifier_key": LOG.verifier_key,
+            "registrar_key": seq0_key(envelopes),
+        },
         "checkpoint": LOG.sign(size, root).note,
         "entries": [
             {
@@ -56,6 +60,13 @@ def fake_bundle(
             for seq in (range(size) if seqs is None else seqs)
         ],
     }
+
+
+def seq0_key(envelopes: list[dict[str, Any]]) -> Any:
+    """The key seq 0 is signed with, as the bundle's ``log.registrar_key`` names it (None
+    when seq 0 has no well-shaped signature)."""
+    signature = envelopes[0].get("signature") if envelopes else None
+    return signature.get("key") if isinstance(signature, dict) else None
 
 
 def verify(bundle: dict[str, Any], pinned: str | None = None, **label: Any) -> Report:
