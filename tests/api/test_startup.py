@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import stat
 from collections.abc import Callable
@@ -296,3 +297,45 @@ def test_a_registrar_key_in_capitals_starts_an_empty_log(make_api: Callable[...,
     response = api.post(factories.registry_self_registration(key, api.settings.origin))
     assert response.status_code == 201, response.text
     assert api.log()["registrar_key"] == public_key_hex(key)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("database_url", "nonsense"),
+        ("database_url", "sqlite:/goldtrail.db"),
+        ("database_url", "postgresql+nosuchdriver://gold:s3cret@127.0.0.1/goldtrail"),
+        # a driver SQLAlchemy knows, but that is not installed (psycopg is goldtrail's)
+        ("database_url", "postgresql+pg8000://gold:s3cret@127.0.0.1/goldtrail"),
+        ("database_url", "mysql://gold:s3cret@127.0.0.1/goldtrail"),
+        ("migrate_database_url", "nonsense"),
+        ("migrate_database_url", "postgresql+pg8000://owner:s3cret@127.0.0.1/goldtrail"),
+    ],
+)
+def test_serve_refuses_a_database_url_it_cannot_use_in_one_plain_line(
+    serve: Callable[..., tuple[int, str, list[Any]]],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    variable: str,
+    value: str,
+) -> None:
+    """Section 8: GOLDTRAIL_DATABASE_URL is a SQLAlchemy URL, ``sqlite:///…`` or
+    ``postgresql+psycopg://…``. Anything else (not a URL, a driver that is not installed)
+    was a Python traceback and exit code 1: it is one plain line naming the variable, exit
+    code 2, and no password."""
+    if "pg8000" in value and importlib.util.find_spec("pg8000") is not None:
+        pytest.skip("pg8000 is installed here")
+    settings = {
+        "database_url": f"sqlite:///{tmp_path}/ledger.db",
+        "log_key_file": str(tmp_path / "log.key"),
+        "origin": ORIGIN,
+        variable: value,
+    }
+    code, err, started = serve(capsys, **settings)
+    assert code == 2, err
+    assert err.startswith("goldtrail: cannot start: "), err
+    assert f"GOLDTRAIL_{variable.upper()}" in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "s3cret" not in err
+    assert started == []
+
