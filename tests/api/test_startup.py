@@ -339,3 +339,49 @@ def test_serve_refuses_a_database_url_it_cannot_use_in_one_plain_line(
     assert "s3cret" not in err
     assert started == []
 
+
+def test_serve_refuses_a_log_key_file_it_cannot_create_in_one_plain_line(
+    serve: Callable[..., tuple[int, str, list[Any]]],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """Section 8: the log key file is created for an empty log; where it cannot be (a
+    folder nobody may write in), the server says so in one plain line naming the file and
+    the variable, exit code 2 (was the command line's generic OS error naming a temporary
+    file, exit code 1)."""
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs /proc, where no file can be created")
+    key_file = "/proc/goldtrail-test-log.key"
+    settings = {
+        "database_url": f"sqlite:///{tmp_path}/ledger.db",
+        "log_key_file": key_file,
+        "origin": ORIGIN,
+    }
+    code, err, started = serve(capsys, **settings)
+    assert code == 2, err
+    assert err.startswith("goldtrail: cannot start: "), err
+    assert "GOLDTRAIL_LOG_KEY_FILE" in err and key_file in err and ".tmp" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert started == []
+
+
+def test_serve_refuses_a_registrar_key_file_it_cannot_create_in_one_plain_line(
+    serve: Callable[..., tuple[int, str, list[Any]]],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """Section 8: without GOLDTRAIL_REGISTRAR_KEY the server writes a generated registrar
+    key next to the log key; where that name cannot be created (here a dangling link takes
+    it), one plain line says which file and what to set, and the log stays empty."""
+    (tmp_path / REGISTRAR_KEY_NAME).symlink_to(tmp_path / "nowhere" / "key")
+    settings = {
+        "database_url": f"sqlite:///{tmp_path}/ledger.db",
+        "log_key_file": str(tmp_path / "log.key"),
+        "origin": ORIGIN,
+    }
+    code, err, started = serve(capsys, **settings)
+    assert code == 2, err
+    assert err.startswith("goldtrail: cannot start: "), err
+    assert str(tmp_path / REGISTRAR_KEY_NAME) in err and "GOLDTRAIL_REGISTRAR_KEY" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert started == []
