@@ -385,3 +385,24 @@ def test_serve_refuses_a_registrar_key_file_it_cannot_create_in_one_plain_line(
     assert str(tmp_path / REGISTRAR_KEY_NAME) in err and "GOLDTRAIL_REGISTRAR_KEY" in err, err
     assert len(err.strip().splitlines()) == 1, err
     assert started == []
+
+
+@pytest.mark.parametrize("port", ["70000", "65536", "-1", "0"])
+def test_serve_refuses_a_port_no_socket_can_have(
+    port: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Section 8: ``goldtrail serve --port P``. A port outside 1..65535 was taken as it
+    was: the server said it served on :70000 while the socket listened on another port
+    (70000 mod 65536), and port 0 on one the system chose and nobody was told. It is a
+    usage error in one line, exit code 2, before anything is opened."""
+    from clients.cli import main
+
+    started: list[Any] = []
+    monkeypatch.setattr(api.server, "serve", lambda *a, **k: started.append(a) or 0)
+    with pytest.raises(SystemExit) as ended:
+        main(["serve", "--port", port])
+    err = capsys.readouterr().err
+    assert ended.value.code == 2, err
+    assert err.startswith("error: ") and "--port" in err and "(usage" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert started == []
