@@ -29,6 +29,8 @@ from ledger.errors import NotFoundError, SchemaError
 from ledger.protocol import canonical
 
 ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 422)
+#: what an append may also answer: 503 ``database_moved`` (api.runtime)
+APPEND_STATUSES = (*ERROR_STATUSES, 503)
 LIMIT_DEFAULT, LIMIT_MAX = 100, 1000
 #: the largest seq a database integer holds (larger query values would make it fail: 422)
 SEQ_MAX = 2**63 - 1
@@ -142,7 +144,7 @@ router.add_api_route(
             "model": schemas.Receipt,
             "description": "Already logged: the receipt as first issued.",
         },
-        **_problem_responses(*ERROR_STATUSES),
+        **_problem_responses(*APPEND_STATUSES),
     },
     openapi_extra=_event_body_doc(schemas.Envelope, EVENT_LIMIT),
     summary="Append one signed event",
@@ -157,7 +159,7 @@ router.add_api_route(
     response_model=schemas.BatchReceipts,
     responses={
         200: {"model": schemas.BatchReceipts, "description": "Every event was already logged."},
-        **_problem_responses(*ERROR_STATUSES),
+        **_problem_responses(*APPEND_STATUSES),
     },
     openapi_extra=_event_body_doc(schemas.Batch, BATCH_LIMIT),
     summary="Append up to 1000 events, all or nothing",
@@ -390,7 +392,7 @@ def list_lot_events(
     name="get_bundle",
     responses={
         200: {
-            "content": {"application/json": {"schema": {"type": "object"}}},
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Bundle"}}},
             "description": "The provenance bundle (section 7).",
         },
         **_problem_responses(404, 422),
@@ -568,7 +570,7 @@ def _finish_openapi(app: FastAPI) -> None:
             extra = getattr(model, "model_config", {}).get("json_schema_extra")
             if name in schemas_ and isinstance(extra, dict) and "example" in extra:
                 schemas_[name]["example"] = extra["example"]
-        for model in (schemas.Envelope, schemas.Batch):
+        for model in (schemas.Envelope, schemas.Batch, schemas.Bundle):
             schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             for name, definition in schema.pop("$defs", {}).items():
                 schemas_.setdefault(name, definition)

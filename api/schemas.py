@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -202,7 +202,9 @@ class EntryPage(BaseModel):
     """A page of log entries; ``next`` is the next start, or null at the end."""
 
     items: list[Entry]
-    next: str | int | None
+    next: Annotated[int, Field(ge=0)] | None = Field(
+        description="the next start (send it as `start`, or as `cursor`), or null at the end"
+    )
 
 
 class InclusionProof(BaseModel):
@@ -343,6 +345,34 @@ class LotEventPage(BaseModel):
 
     items: list[Entry]
     next: str | None
+
+
+class BundleLog(BaseModel):
+    """The log a bundle comes from."""
+
+    origin: str
+    verifier_key: str
+    registrar_key: str | None = Field(pattern=HEX64)
+
+
+class BundleEntry(BaseModel):
+    """One log entry of a bundle with its inclusion proof against the bundle's checkpoint."""
+
+    seq: int = Field(ge=0)
+    envelope: Envelope
+    proof: list[Annotated[str, Field(pattern=HEX64)]]
+
+
+class Bundle(BaseModel):
+    """Everything needed to verify a lot offline (section 7), built for its current head."""
+
+    format: Literal["goldtrail-bundle/1"]
+    lot: str
+    head: str = Field(pattern=HEX64)
+    label_at: str | None = Field(pattern=HEX64, description="the `at` asked for, or null")
+    log: BundleLog
+    checkpoint: str = Field(description="the signed note every entry's proof is checked against")
+    entries: list[BundleEntry] = Field(description="sorted by seq, each once")
 
 
 class Health(BaseModel):

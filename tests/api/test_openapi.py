@@ -143,3 +143,65 @@ def test_main_schemas_have_valid_examples(document: dict[str, Any], name: str) -
     example = schema.get("example") or (schema.get("examples") or [None])[0]
     assert example, f"the schema {name} has no example"
     MAIN_SCHEMAS[name].model_validate(example)
+
+
+def _validator(document: dict[str, Any], schema: dict[str, Any]) -> Any:
+    import jsonschema
+
+    return jsonschema.Draft202012Validator({**schema, "components": document["components"]})
+
+
+def test_log_entries_next_is_documented_as_the_next_start(
+    document: dict[str, Any], sqlite_api: Api
+) -> None:
+    """Section 6: ``GET /v1/log/entries`` answers ``next: <next start or null>``, a number
+    (the other lists' ``next`` is an opaque cursor string): the document said "string,
+    integer or null", which a generated client types as a union it must test."""
+    page = document["components"]["schemas"]["EntryPage"]["properties"]["next"]
+    assert page["anyOf"] == [{"type": "integer", "minimum": 0}, {"type": "null"}], page
+    for name in ("ActorPage", "SitePage", "LotPage", "LotEventPage"):
+        other = document["components"]["schemas"][name]["properties"]["next"]
+        assert other["anyOf"] == [{"type": "string"}, {"type": "null"}], (name, other)
+    first = sqlite_api.client.get("/v1/log/entries", params={"limit": 1}).json()
+    assert first["next"] is None  # seq 0 alone
+    sqlite_api.world().register_actor("auditor-x", ["auditor"])
+    first = sqlite_api.client.get("/v1/log/entries", params={"limit": 1}).json()
+    assert first["next"] == 1
+    assert not list(_validator(document, page).iter_errors(first["next"]))
+
+
+def test_the_bundle_is_documented_with_the_fields_of_section_7(
+    document: dict[str, Any], sqlite_api: Api
+) -> None:
+    """``GET /v1/lots/{lot}/bundle`` answers the bundle of section 7: its response schema
+    names those fields (it was any object), and a real bundle validates against it."""
+    response = document["paths"]["/v1/lots/{lot_id}/bundle"]["get"]["responses"]["200"]
+    schema = response["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/Bundle"}
+    bundle_schema = document["components"]["schemas"]["Bundle"]
+    assert set(bundle_schema["required"]) == {
+        "format",
+        "lot",
+        "head",
+        "label_at",
+        "log",
+        "checkpoint",
+        "entries",
+    }
+    w = sqlite_api.world().standard()
+    lot = w.register_lot().body["lot"]
+    w.offer(lot, "trader")
+    for query in ("", f"?at={w.head(lot)}"):
+        bundle = sqlite_api.client.get(f"/v1/lots/{lot}/bundle{query}").json()
+        errors = [e.message for e in _validator(document, schema).iter_errors(bundle)]
+        assert errors == [], errors
+
+
+def test_appends_document_their_503_problem(document: dict[str, Any]) -> None:
+    """An append the server cannot keep (its SQLite file was removed or replaced) is refused
+    with 503 ``database_moved`` (tests/ops/test_ops_attacks.py): both append operations
+    document it as a problem, as every other status they answer."""
+    for path in ("/v1/events", "/v1/events/batch"):
+        response = document["paths"][path]["post"]["responses"].get("503")
+        assert response is not None, path
+        assert response["content"] == {PROBLEM_TYPE: {"schema": PROBLEM_REF}}, path
