@@ -292,6 +292,17 @@ class LotPage(BaseModel):
     next: str | None
 
 
+class ActorKey(BaseModel):
+    """A key an actor holds or held, with the log positions that gave and ended it."""
+
+    key: str = Field(pattern=HEX64)
+    since_seq: int = Field(ge=0, description="the seq of the event that gave the key")
+    since_event: str = Field(pattern=HEX64)
+    since_time: str = Field(description="that event's time")
+    until_seq: int | None = Field(description="the seq of the event that ended it, or null")
+    ended: Literal["rotated", "revoked"] | None = Field(description="how it ended, or null")
+
+
 class Actor(BaseModel):
     """An organisation with its roles and key history."""
 
@@ -305,7 +316,7 @@ class Actor(BaseModel):
     status: Literal["active", "revoked"]
     revoked_reason: str | None
     key: str | None
-    keys: list[dict[str, Any]]
+    keys: list[ActorKey] = Field(description="every key the actor held, oldest first")
     registered_seq: int
     registered_by: str
 
@@ -315,6 +326,18 @@ class ActorPage(BaseModel):
 
     items: list[Actor]
     next: str | None
+
+
+class SiteAssessment(BaseModel):
+    """A site's latest assessment and the indicators it signed."""
+
+    event_id: str = Field(pattern=HEX64)
+    status: Literal["green", "yellow", "red", "blue"] = Field(description="the colour assessed")
+    assessed_on: str
+    valid_until: str
+    cahra: bool | None
+    findings: list[str]
+    indicators: dict[str, Any]
 
 
 class Site(BaseModel):
@@ -329,8 +352,10 @@ class Site(BaseModel):
     deposit: str | None
     icglr_id: str | None
     licence: dict[str, Any] | None
-    status: Literal["green", "yellow", "red", "blue"]
-    assessment: dict[str, Any] | None
+    status: Literal["green", "yellow", "red", "blue"] = Field(
+        description="the ICGLR colour today: as assessed while valid, then blue (red stays red)"
+    )
+    assessment: SiteAssessment | None
 
 
 class SitePage(BaseModel):

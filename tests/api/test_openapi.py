@@ -205,3 +205,59 @@ def test_appends_document_their_503_problem(document: dict[str, Any]) -> None:
         response = document["paths"][path]["post"]["responses"].get("503")
         assert response is not None, path
         assert response["content"] == {PROBLEM_TYPE: {"schema": PROBLEM_REF}}, path
+
+
+def _response_schema(document: dict[str, Any], path: str) -> dict[str, Any]:
+    schema: dict[str, Any] = document["paths"][path]["get"]["responses"]["200"]["content"][
+        "application/json"
+    ]["schema"]
+    return schema
+
+
+def test_actor_keys_and_site_assessments_are_documented_field_by_field(
+    document: dict[str, Any], sqlite_api: Api
+) -> None:
+    """Section 6: actors "with ... keys and their history", sites "with their current
+    status and latest indicators". The document typed a key of that history and a site's
+    assessment as any object; each now names its fields, and real answers (a rotated key,
+    a revoked actor, an assessed and an unassessed site) validate against the document."""
+    schemas_ = document["components"]["schemas"]
+    keys = schemas_["Actor"]["properties"]["keys"]
+    assert keys["items"] == {"$ref": "#/components/schemas/ActorKey"}
+    assert set(schemas_["ActorKey"]["required"]) == {
+        "key",
+        "since_seq",
+        "since_event",
+        "since_time",
+        "until_seq",
+        "ended",
+    }
+    assessment = schemas_["Site"]["properties"]["assessment"]
+    assert {"$ref": "#/components/schemas/SiteAssessment"} in assessment["anyOf"]
+    assert set(schemas_["SiteAssessment"]["required"]) == {
+        "event_id",
+        "status",
+        "assessed_on",
+        "valid_until",
+        "cahra",
+        "findings",
+        "indicators",
+    }
+    w = sqlite_api.world().standard()
+    w.rotate_key("trader")
+    w.revoke("trader2")
+    w.register_site("site-c", "coop")
+    get = sqlite_api.client.get
+    answers = {
+        "/v1/actors": get("/v1/actors").json(),
+        "/v1/actors/{actor_id}": [get(f"/v1/actors/{a}").json() for a in ("trader", "trader2")],
+        "/v1/sites": get("/v1/sites").json(),
+        "/v1/sites/{site_id}": [get(f"/v1/sites/{s}").json() for s in ("site-a", "site-c")],
+    }
+    trader = answers["/v1/actors/{actor_id}"][0]
+    assert [k["ended"] for k in trader["keys"]] == ["rotated", None]
+    for path, answer in answers.items():
+        validator = _validator(document, _response_schema(document, path))
+        for item in answer if isinstance(answer, list) else [answer]:
+            errors = [e.message for e in validator.iter_errors(item)]
+            assert errors == [], (path, errors)
