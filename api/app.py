@@ -86,6 +86,16 @@ def _event_body_doc(model: type[schemas.BaseModel], limit: int) -> dict[str, Any
     }
 
 
+#: the headers of a response gzipped for a client that accepts it (api.compression)
+_GZIP_HEADERS: dict[str, Any] = {
+    "Vary": {"description": "Accept-Encoding", "schema": {"type": "string"}},
+    "Content-Encoding": {
+        "description": "gzip, when the request's Accept-Encoding accepts it and the body is "
+        "1 KiB or more; else absent",
+        "schema": {"type": "string"},
+    },
+}
+
 router = APIRouter(prefix="/v1")
 
 
@@ -394,6 +404,13 @@ def list_lot_events(
         200: {
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Bundle"}}},
             "description": "The provenance bundle (section 7).",
+            "headers": {
+                "Content-Disposition": {
+                    "description": 'attachment; filename="{lot}.bundle.json"',
+                    "schema": {"type": "string"},
+                },
+                **_GZIP_HEADERS,
+            },
         },
         **_problem_responses(404, 422),
     },
@@ -471,7 +488,7 @@ pages = APIRouter()
     "/l/{lot_id}",
     name="lot_page",
     response_class=HTMLResponse,
-    responses={404: {"content": {"text/html": {}}}},
+    responses={200: {"headers": _GZIP_HEADERS}, 404: {"content": {"text/html": {}}}},
 )
 def lot_page(
     lot_id: str,

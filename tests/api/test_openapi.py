@@ -261,3 +261,30 @@ def test_actor_keys_and_site_assessments_are_documented_field_by_field(
         for item in answer if isinstance(answer, list) else [answer]:
             errors = [e.message for e in validator.iter_errors(item)]
             assert errors == [], (path, errors)
+
+
+def test_the_headers_of_the_bundle_and_the_page_are_documented(
+    document: dict[str, Any], sqlite_api: Api
+) -> None:
+    """What a client may rely on besides the body: the bundle comes as an attachment named
+    ``{lot}.bundle.json``, and the bundle and the page are gzipped for a client that accepts
+    it, so they vary by ``Accept-Encoding``. The document named none of these headers."""
+    w = sqlite_api.world().standard()
+    lot = w.register_lot().body["lot"]
+    for path, url, names in (
+        (
+            "/v1/lots/{lot_id}/bundle",
+            f"/v1/lots/{lot}/bundle",
+            {"Content-Disposition", "Vary", "Content-Encoding"},
+        ),
+        ("/l/{lot_id}", f"/l/{lot}", {"Vary", "Content-Encoding"}),
+    ):
+        documented = document["paths"][path]["get"]["responses"]["200"].get("headers", {})
+        assert set(documented) == names, (path, documented)
+        answer = sqlite_api.client.get(url, headers={"Accept-Encoding": "gzip"})
+        assert answer.status_code == 200
+        assert answer.headers["vary"] == "Accept-Encoding"
+        assert answer.headers["content-encoding"] == "gzip"
+        if "Content-Disposition" in names:
+            disposition = answer.headers["content-disposition"]
+            assert disposition == f'attachment; filename="{lot}.bundle.json"'
