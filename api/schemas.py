@@ -251,13 +251,27 @@ class Paid(BaseModel):
     to_women: int
 
 
+class Producers(BaseModel):
+    """How many women and men produced the origins counted."""
+
+    women: int = Field(ge=0)
+    men: int = Field(ge=0)
+
+
 class Gender(BaseModel):
     """The gender summary of section 7."""
 
-    producers: dict[str, int]
+    producers: Producers
     women_led_fine_mg: int
     origin_fine_mg: int
     paid: list[Paid]
+
+
+class Bar(BaseModel):
+    """A bar's serial number and year (outputs of form ``bar`` only)."""
+
+    serial: str
+    year: int
 
 
 class Lot(BaseModel):
@@ -274,8 +288,8 @@ class Lot(BaseModel):
     destination: str | None
     mass_mg: int
     fineness_ppm: int
-    form: str
-    bar: dict[str, Any] | None
+    form: Literal["ore", "concentrate", "gold", "dore", "bar"]
+    bar: Bar | None
     head: str
     offer: Offer | None
     origins: list[str]

@@ -15,6 +15,7 @@ import pytest
 from api import schemas
 from api.errors import PROBLEM_TYPE
 from api.openapi import OPENAPI_PATH, openapi_document, render
+from tests import factories
 
 from .conftest import Api
 
@@ -288,3 +289,29 @@ def test_the_headers_of_the_bundle_and_the_page_are_documented(
         if "Content-Disposition" in names:
             disposition = answer.headers["content-disposition"]
             assert disposition == f'attachment; filename="{lot}.bundle.json"'
+
+
+def test_a_lots_bar_form_and_producers_are_documented_as_section_5_and_7_define_them(
+    document: dict[str, Any], sqlite_api: Api
+) -> None:
+    """``GET /v1/lots/{lot}``: ``bar`` is ``{serial, year}`` or null, ``form`` one of the
+    five forms, the gender summary's ``producers`` ``{women, men}`` (sections 5 and 7); the
+    document said any object, any string, and a map of any names."""
+    schemas_ = document["components"]["schemas"]
+    lot = schemas_["Lot"]["properties"]
+    assert {"$ref": "#/components/schemas/Bar"} in lot["bar"]["anyOf"]
+    assert set(schemas_["Bar"]["required"]) == {"serial", "year"}
+    assert set(lot["form"]["enum"]) == {"ore", "concentrate", "gold", "dore", "bar"}
+    producers = schemas_["Gender"]["properties"]["producers"]
+    assert producers == {"$ref": "#/components/schemas/Producers"}
+    assert set(schemas_["Producers"]["required"]) == {"women", "men"}
+    w = sqlite_api.world().standard()
+    lot_id = w.register_lot(site="site-b").body["lot"]
+    bar = {"serial": "S-1", "year": 2026}
+    w.process([lot_id], [factories.out("CPB-0900", 50_000, 800_000, "bar", bar=bar)])
+    validator = _validator(document, _response_schema(document, "/v1/lots/{lot_id}"))
+    for name in (lot_id, "CPB-0900"):
+        answer = sqlite_api.client.get(f"/v1/lots/{name}").json()
+        errors = [e.message for e in validator.iter_errors(answer)]
+        assert errors == [], (name, errors)
+    assert sqlite_api.lot("CPB-0900")["bar"] == bar
