@@ -29,6 +29,8 @@ from ledger.errors import NotFoundError, SchemaError
 from ledger.protocol import canonical
 
 ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 422)
+#: what an append may also answer: 503 ``database_moved`` (api.runtime)
+APPEND_STATUSES = (*ERROR_STATUSES, 503)
 LIMIT_DEFAULT, LIMIT_MAX = 100, 1000
 #: the largest seq a database integer holds (larger query values would make it fail: 422)
 SEQ_MAX = 2**63 - 1
@@ -83,6 +85,16 @@ def _event_body_doc(model: type[schemas.BaseModel], limit: int) -> dict[str, Any
         }
     }
 
+
+#: the headers of a response gzipped for a client that accepts it (api.compression)
+_GZIP_HEADERS: dict[str, Any] = {
+    "Vary": {"description": "Accept-Encoding", "schema": {"type": "string"}},
+    "Content-Encoding": {
+        "description": "gzip, when the request's Accept-Encoding accepts it and the body is "
+        "1 KiB or more; else absent",
+        "schema": {"type": "string"},
+    },
+}
 
 router = APIRouter(prefix="/v1")
 
@@ -142,7 +154,7 @@ router.add_api_route(
             "model": schemas.Receipt,
             "description": "Already logged: the receipt as first issued.",
         },
-        **_problem_responses(*ERROR_STATUSES),
+        **_problem_responses(*APPEND_STATUSES),
     },
     openapi_extra=_event_body_doc(schemas.Envelope, EVENT_LIMIT),
     summary="Append one signed event",
@@ -157,7 +169,7 @@ router.add_api_route(
     response_model=schemas.BatchReceipts,
     responses={
         200: {"model": schemas.BatchReceipts, "description": "Every event was already logged."},
-        **_problem_responses(*ERROR_STATUSES),
+        **_problem_responses(*APPEND_STATUSES),
     },
     openapi_extra=_event_body_doc(schemas.Batch, BATCH_LIMIT),
     summary="Append up to 1000 events, all or nothing",
@@ -390,8 +402,15 @@ def list_lot_events(
     name="get_bundle",
     responses={
         200: {
-            "content": {"application/json": {"schema": {"type": "object"}}},
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Bundle"}}},
             "description": "The provenance bundle (section 7).",
+            "headers": {
+                "Content-Disposition": {
+                    "description": 'attachment; filename="{lot}.bundle.json"',
+                    "schema": {"type": "string"},
+                },
+                **_GZIP_HEADERS,
+            },
         },
         **_problem_responses(404, 422),
     },
@@ -469,7 +488,7 @@ pages = APIRouter()
     "/l/{lot_id}",
     name="lot_page",
     response_class=HTMLResponse,
-    responses={404: {"content": {"text/html": {}}}},
+    responses={200: {"headers": _GZIP_HEADERS}, 404: {"content": {"text/html": {}}}},
 )
 def lot_page(
     lot_id: str,
@@ -568,7 +587,7 @@ def _finish_openapi(app: FastAPI) -> None:
             extra = getattr(model, "model_config", {}).get("json_schema_extra")
             if name in schemas_ and isinstance(extra, dict) and "example" in extra:
                 schemas_[name]["example"] = extra["example"]
-        for model in (schemas.Envelope, schemas.Batch):
+        for model in (schemas.Envelope, schemas.Batch, schemas.Bundle):
             schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             for name, definition in schema.pop("$defs", {}).items():
                 schemas_.setdefault(name, definition)

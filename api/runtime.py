@@ -19,7 +19,7 @@ from api.observability import Metrics
 from api.pages import bundle_filename, choose_language, render_error_page, render_lot_page
 from api.settings import Settings
 from ledger.admin import QuickCheck, last_audit, quick_check
-from ledger.errors import LedgerError, NotFoundError, UnavailableError
+from ledger.errors import IntegrityError, LedgerError, NotFoundError, UnavailableError
 from ledger.pgroles import migrate_as_owner, server_may_change_the_log
 from ledger.protocol import public_key_hex, sign_body, signing_key_from_seed
 from ledger.store import (
@@ -185,7 +185,16 @@ class Runtime:
         path = registrar_key_path(self.settings)
         seed = read_seed_file(path, "registrar key")
         if seed is None:
-            seed = create_seed_file(path)
+            try:
+                seed = create_seed_file(path)
+            except OSError as e:
+                raise IntegrityError(
+                    "registrar_key_unwritable",
+                    "GOLDTRAIL_REGISTRAR_KEY is not set, so the server generates a registrar "
+                    f"key for this empty log next to the log key, but {path} cannot be "
+                    f"created: {e.strerror or e}. Set GOLDTRAIL_REGISTRAR_KEY, or "
+                    "GOLDTRAIL_LOG_KEY_FILE to a file in a folder the server may write in.",
+                ) from e
         key = signing_key_from_seed(seed.hex())
         self.store.registrar_key = public_key_hex(key)
         now = self.clock().replace(microsecond=0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -202,7 +202,9 @@ class EntryPage(BaseModel):
     """A page of log entries; ``next`` is the next start, or null at the end."""
 
     items: list[Entry]
-    next: str | int | None
+    next: Annotated[int, Field(ge=0)] | None = Field(
+        description="the next start (send it as `start`, or as `cursor`), or null at the end"
+    )
 
 
 class InclusionProof(BaseModel):
@@ -249,13 +251,27 @@ class Paid(BaseModel):
     to_women: int
 
 
+class Producers(BaseModel):
+    """How many women and men produced the origins counted."""
+
+    women: int = Field(ge=0)
+    men: int = Field(ge=0)
+
+
 class Gender(BaseModel):
     """The gender summary of section 7."""
 
-    producers: dict[str, int]
+    producers: Producers
     women_led_fine_mg: int
     origin_fine_mg: int
     paid: list[Paid]
+
+
+class Bar(BaseModel):
+    """A bar's serial number and year (outputs of form ``bar`` only)."""
+
+    serial: str
+    year: int
 
 
 class Lot(BaseModel):
@@ -272,8 +288,8 @@ class Lot(BaseModel):
     destination: str | None
     mass_mg: int
     fineness_ppm: int
-    form: str
-    bar: dict[str, Any] | None
+    form: Literal["ore", "concentrate", "gold", "dore", "bar"]
+    bar: Bar | None
     head: str
     offer: Offer | None
     origins: list[str]
@@ -290,6 +306,17 @@ class LotPage(BaseModel):
     next: str | None
 
 
+class ActorKey(BaseModel):
+    """A key an actor holds or held, with the log positions that gave and ended it."""
+
+    key: str = Field(pattern=HEX64)
+    since_seq: int = Field(ge=0, description="the seq of the event that gave the key")
+    since_event: str = Field(pattern=HEX64)
+    since_time: str = Field(description="that event's time")
+    until_seq: int | None = Field(description="the seq of the event that ended it, or null")
+    ended: Literal["rotated", "revoked"] | None = Field(description="how it ended, or null")
+
+
 class Actor(BaseModel):
     """An organisation with its roles and key history."""
 
@@ -303,7 +330,7 @@ class Actor(BaseModel):
     status: Literal["active", "revoked"]
     revoked_reason: str | None
     key: str | None
-    keys: list[dict[str, Any]]
+    keys: list[ActorKey] = Field(description="every key the actor held, oldest first")
     registered_seq: int
     registered_by: str
 
@@ -313,6 +340,18 @@ class ActorPage(BaseModel):
 
     items: list[Actor]
     next: str | None
+
+
+class SiteAssessment(BaseModel):
+    """A site's latest assessment and the indicators it signed."""
+
+    event_id: str = Field(pattern=HEX64)
+    status: Literal["green", "yellow", "red", "blue"] = Field(description="the colour assessed")
+    assessed_on: str
+    valid_until: str
+    cahra: bool | None
+    findings: list[str]
+    indicators: dict[str, Any]
 
 
 class Site(BaseModel):
@@ -327,8 +366,10 @@ class Site(BaseModel):
     deposit: str | None
     icglr_id: str | None
     licence: dict[str, Any] | None
-    status: Literal["green", "yellow", "red", "blue"]
-    assessment: dict[str, Any] | None
+    status: Literal["green", "yellow", "red", "blue"] = Field(
+        description="the ICGLR colour today: as assessed while valid, then blue (red stays red)"
+    )
+    assessment: SiteAssessment | None
 
 
 class SitePage(BaseModel):
@@ -343,6 +384,34 @@ class LotEventPage(BaseModel):
 
     items: list[Entry]
     next: str | None
+
+
+class BundleLog(BaseModel):
+    """The log a bundle comes from."""
+
+    origin: str
+    verifier_key: str
+    registrar_key: str | None = Field(pattern=HEX64)
+
+
+class BundleEntry(BaseModel):
+    """One log entry of a bundle with its inclusion proof against the bundle's checkpoint."""
+
+    seq: int = Field(ge=0)
+    envelope: Envelope
+    proof: list[Annotated[str, Field(pattern=HEX64)]]
+
+
+class Bundle(BaseModel):
+    """Everything needed to verify a lot offline (section 7), built for its current head."""
+
+    format: Literal["goldtrail-bundle/1"]
+    lot: str
+    head: str = Field(pattern=HEX64)
+    label_at: str | None = Field(pattern=HEX64, description="the `at` asked for, or null")
+    log: BundleLog
+    checkpoint: str = Field(description="the signed note every entry's proof is checked against")
+    entries: list[BundleEntry] = Field(description="sorted by seq, each once")
 
 
 class Health(BaseModel):

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from api.observability import configure_logging
-from api.settings import Settings
+from api.settings import Settings, plain_settings_errors
 from ledger.errors import IntegrityError
 
 #: seconds a thread holds the GIL before another waiting for it gets it (default 0.005)
@@ -36,7 +36,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> int:
         print(f"goldtrail: cannot start: {e.detail}", file=sys.stderr)
         return 2
     except ValidationError as e:  # bad settings: one plain line, not pydantic's report
-        print(f"goldtrail: cannot start: {_plain_settings_errors(e)}", file=sys.stderr)
+        print(f"goldtrail: cannot start: {plain_settings_errors(e)}", file=sys.stderr)
         return 2
     except ValueError as e:  # bad settings found later (e.g. a database URL)
         print(f"goldtrail: cannot start: {e}", file=sys.stderr)
@@ -77,13 +77,3 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> int:
         gc.unfreeze()
         sys.setswitchinterval(switch_interval)
     return 0
-
-
-def _plain_settings_errors(error: ValidationError) -> str:
-    """Pydantic's errors about ``Settings`` as one sentence naming the variables."""
-    reasons = []
-    for item in error.errors():
-        message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
-        variable = "GOLDTRAIL_" + "_".join(str(p) for p in item.get("loc", ())).upper()
-        reasons.append(message if variable in message else f"{variable}: {message}")
-    return "; ".join(reasons) + "."

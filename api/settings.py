@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from ledger.protocol import hex32, is_valid_public_key
 
@@ -28,10 +30,12 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     log_key_file: str = "./goldtrail-log.key"
 
-    @field_validator("migrate_database_url")
+    @field_validator("database_url", "migrate_database_url")
     @classmethod
-    def _optional_url(cls, value: str | None) -> str | None:
-        return value or None
+    def _database_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or (value == "" and info.field_name == "migrate_database_url"):
+            return None
+        return usable_database_url(value, f"GOLDTRAIL_{str(info.field_name).upper()}")
 
     @field_validator("registrar_key")
     @classmethod
@@ -64,3 +68,37 @@ class Settings(BaseSettings):
         if not re.match(r"^https?://", value):
             raise ValueError("GOLDTRAIL_PUBLIC_URL must start with http:// or https://")
         return value.rstrip("/")
+
+
+def usable_database_url(value: str, variable: str) -> str:
+    """``value`` if it is a SQLAlchemy URL of SQLite or PostgreSQL whose driver is installed
+    (section 8: ``sqlite:///…`` or ``postgresql+psycopg://…``); else ValueError naming
+    ``variable`` in plain words (never the URL, which may hold a password)."""
+    usage = "write sqlite:///path/to/goldtrail.db or postgresql+psycopg://user@host/database"
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError(f"{variable} is not a database URL: {usage}") from None
+    backend = url.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(
+            f"{variable}: goldtrail stores its log in SQLite or PostgreSQL, not {backend}"
+        )
+    try:
+        url.get_dialect().import_dbapi()
+    except (ArgumentError, ImportError):  # an unknown driver, or one not installed
+        raise ValueError(
+            f"{variable}: the database driver {url.drivername!r} is not available here: {usage}"
+        ) from None
+    return value
+
+
+def plain_settings_errors(error: ValidationError) -> str:
+    """Pydantic's errors about ``Settings`` as one sentence naming the variables (never the
+    values, which may hold a password)."""
+    reasons = []
+    for item in error.errors():
+        message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
+        variable = "GOLDTRAIL_" + "_".join(str(p) for p in item.get("loc", ())).upper()
+        reasons.append(message if variable in message else f"{variable}: {message}")
+    return "; ".join(reasons) + "."

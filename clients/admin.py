@@ -72,11 +72,11 @@ def _fail(detail: str, code: str, exit_code: int = 1) -> NoReturn:
 
 def _settings() -> Any:
     """The server's Settings (api.settings), read from the environment."""
-    settings_class: Any = importlib.import_module("api.settings").Settings
+    settings_module: Any = importlib.import_module("api.settings")
     try:
-        return settings_class()
-    except ValueError as e:  # pydantic's ValidationError
-        _fail(f"bad settings: {e}", "settings", 2)
+        return settings_module.Settings()
+    except ValueError as e:  # pydantic's ValidationError: one sentence, no value shown
+        _fail(f"bad settings: {settings_module.plain_settings_errors(e)}", "settings", 2)
 
 
 def _shown(url: str) -> str:

@@ -2352,7 +2352,9 @@ def verify_command(
 )
 def serve_command(
     host: Annotated[str, typer.Option("--host", metavar="HOST")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", metavar="PORT")] = 8000,
+    port: Annotated[
+        int, typer.Option("--port", metavar="PORT", min=1, max=65535, help="a TCP port, 1-65535")
+    ] = 8000,
 ) -> None:
     """Run the goldtrail server (settings from GOLDTRAIL_* variables, PROTOCOL section 8)."""
     server: Any = importlib.import_module("api.server")  # the server only where it is needed

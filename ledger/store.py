@@ -1934,7 +1934,14 @@ def _check_and_bind(
                 f"{size} entries signed under its key. Restore the key file "
                 "(GOLDTRAIL_LOG_KEY_FILE): a new key would break every published checkpoint.",
             )
-        seed = create_seed_file(log_key_file)
+        try:
+            seed = create_seed_file(log_key_file)
+        except OSError as e:
+            raise _refuse(
+                "log_key_unwritable",
+                f"The log key file {log_key_file} cannot be created: {e.strerror or e}. "
+                "Set GOLDTRAIL_LOG_KEY_FILE to a file in a folder the server may write in.",
+            ) from e
     try:
         signer = LogSigner(origin, seed)
     except ValueError as e:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import stat
 from collections.abc import Callable
@@ -296,3 +297,112 @@ def test_a_registrar_key_in_capitals_starts_an_empty_log(make_api: Callable[...,
     response = api.post(factories.registry_self_registration(key, api.settings.origin))
     assert response.status_code == 201, response.text
     assert api.log()["registrar_key"] == public_key_hex(key)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("database_url", "nonsense"),
+        ("database_url", "sqlite:/goldtrail.db"),
+        ("database_url", "postgresql+nosuchdriver://gold:s3cret@127.0.0.1/goldtrail"),
+        # a driver SQLAlchemy knows, but that is not installed (psycopg is goldtrail's)
+        ("database_url", "postgresql+pg8000://gold:s3cret@127.0.0.1/goldtrail"),
+        ("database_url", "mysql://gold:s3cret@127.0.0.1/goldtrail"),
+        ("migrate_database_url", "nonsense"),
+        ("migrate_database_url", "postgresql+pg8000://owner:s3cret@127.0.0.1/goldtrail"),
+    ],
+)
+def test_serve_refuses_a_database_url_it_cannot_use_in_one_plain_line(
+    serve: Callable[..., tuple[int, str, list[Any]]],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    variable: str,
+    value: str,
+) -> None:
+    """Section 8: GOLDTRAIL_DATABASE_URL is a SQLAlchemy URL, ``sqlite:///…`` or
+    ``postgresql+psycopg://…``. Anything else (not a URL, a driver that is not installed)
+    was a Python traceback and exit code 1: it is one plain line naming the variable, exit
+    code 2, and no password."""
+    if "pg8000" in value and importlib.util.find_spec("pg8000") is not None:
+        pytest.skip("pg8000 is installed here")
+    settings = {
+        "database_url": f"sqlite:///{tmp_path}/ledger.db",
+        "log_key_file": str(tmp_path / "log.key"),
+        "origin": ORIGIN,
+        variable: value,
+    }
+    code, err, started = serve(capsys, **settings)
+    assert code == 2, err
+    assert err.startswith("goldtrail: cannot start: "), err
+    assert f"GOLDTRAIL_{variable.upper()}" in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "s3cret" not in err
+    assert started == []
+
+
+def test_serve_refuses_a_log_key_file_it_cannot_create_in_one_plain_line(
+    serve: Callable[..., tuple[int, str, list[Any]]],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """Section 8: the log key file is created for an empty log; where it cannot be (a
+    folder nobody may write in), the server says so in one plain line naming the file and
+    the variable, exit code 2 (was the command line's generic OS error naming a temporary
+    file, exit code 1)."""
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs /proc, where no file can be created")
+    key_file = "/proc/goldtrail-test-log.key"
+    settings = {
+        "database_url": f"sqlite:///{tmp_path}/ledger.db",
+        "log_key_file": key_file,
+        "origin": ORIGIN,
+    }
+    code, err, started = serve(capsys, **settings)
+    assert code == 2, err
+    assert err.startswith("goldtrail: cannot start: "), err
+    assert "GOLDTRAIL_LOG_KEY_FILE" in err and key_file in err and ".tmp" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert started == []
+
+
+def test_serve_refuses_a_registrar_key_file_it_cannot_create_in_one_plain_line(
+    serve: Callable[..., tuple[int, str, list[Any]]],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """Section 8: without GOLDTRAIL_REGISTRAR_KEY the server writes a generated registrar
+    key next to the log key; where that name cannot be created (here a dangling link takes
+    it), one plain line says which file and what to set, and the log stays empty."""
+    (tmp_path / REGISTRAR_KEY_NAME).symlink_to(tmp_path / "nowhere" / "key")
+    settings = {
+        "database_url": f"sqlite:///{tmp_path}/ledger.db",
+        "log_key_file": str(tmp_path / "log.key"),
+        "origin": ORIGIN,
+    }
+    code, err, started = serve(capsys, **settings)
+    assert code == 2, err
+    assert err.startswith("goldtrail: cannot start: "), err
+    assert str(tmp_path / REGISTRAR_KEY_NAME) in err and "GOLDTRAIL_REGISTRAR_KEY" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert started == []
+
+
+@pytest.mark.parametrize("port", ["70000", "65536", "-1", "0"])
+def test_serve_refuses_a_port_no_socket_can_have(
+    port: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Section 8: ``goldtrail serve --port P``. A port outside 1..65535 was taken as it
+    was: the server said it served on :70000 while the socket listened on another port
+    (70000 mod 65536), and port 0 on one the system chose and nobody was told. It is a
+    usage error in one line, exit code 2, before anything is opened."""
+    from clients.cli import main
+
+    started: list[Any] = []
+    monkeypatch.setattr(api.server, "serve", lambda *a, **k: started.append(a) or 0)
+    with pytest.raises(SystemExit) as ended:
+        main(["serve", "--port", port])
+    err = capsys.readouterr().err
+    assert ended.value.code == 2, err
+    assert err.startswith("error: ") and "--port" in err and "(usage" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert started == []

@@ -436,3 +436,30 @@ def test_import_with_the_expected_root_refuses_an_export_cut_at_a_line_end(
     done = admin(["import", str(full), "--root", root.upper()], env)
     assert done.exit_code == 0, done.output
     assert f"root {root}" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("GOLDTRAIL_DATABASE_URL", "postgresql+nosuchdriver://gold:s3cret@127.0.0.1/goldtrail"),
+        ("GOLDTRAIL_DATABASE_URL", "nonsense"),
+        ("GOLDTRAIL_REGISTRAR_KEY", "s3cret"),
+    ],
+)
+def test_admin_names_a_bad_setting_in_one_line_without_its_value(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    """The same GOLDTRAIL_* settings as ``goldtrail serve`` (PROTOCOL.md section 8): a bad
+    one is one line naming the variable, exit code 2, never the value (a database URL may
+    hold a password); it was pydantic's report with ``input_value='…'``."""
+    env = {
+        "GOLDTRAIL_DATABASE_URL": f"sqlite:///{tmp_path}/ledger.db",
+        "GOLDTRAIL_MIGRATE_DATABASE_URL": "",
+        variable: value,
+    }
+    refused = admin(["audit"], env)
+    assert refused.exit_code == 2, refused.output
+    assert refused.stderr.startswith("error: bad settings: "), refused.stderr
+    assert variable in refused.stderr and "s3cret" not in refused.stderr, refused.stderr
+    assert "input_value" not in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
