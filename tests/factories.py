@@ -25,6 +25,8 @@ import nacl.bindings
 import nacl.signing
 
 from clients.scenario import ScenarioPlayer
+from ledger.bundle import build_bundle
+from ledger.checkpoint import LogSigner
 from ledger.errors import LedgerError
 from ledger.protocol import body_digest, event_id, public_key_hex, sign_body, signing_message
 from ledger.replay import MemoryLedger
@@ -215,6 +217,32 @@ def snapshot(ledger: MemoryLedger) -> dict[str, Any]:
         "count": st.count,
         "leaves": list(ledger.leaves),
     }
+
+
+def signed_bundle(
+    ledger: MemoryLedger,
+    signer: LogSigner,
+    lot: str,
+    *,
+    head: str | None = None,
+    label_at: str | None = None,
+    registrar_key: str | None = None,
+) -> dict[str, Any]:
+    """The bundle of ``lot`` (at its head, or ``head``) over the whole of an in-memory
+    ledger, under a checkpoint ``signer`` signs; the registrar key is seq 0's unless
+    given."""
+    size = len(ledger.leaves)
+    return build_bundle(
+        ledger,
+        lot=lot,
+        head=head or ledger.state.lots[lot].head,
+        label_at=label_at,
+        origin=signer.origin,
+        verifier_key=signer.verifier_key,
+        registrar_key=registrar_key or ledger.envelopes[0]["signature"]["key"],
+        checkpoint_note=signer.sign(size, ledger.root()).note,
+        size=size,
+    )
 
 
 def replay(

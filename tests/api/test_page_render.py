@@ -715,18 +715,7 @@ def test_site_whose_assessment_expired_before_registration_shows_blue() -> None:
     w.assess_site("site-a", "green", assessed_on="2026-10-01", valid_until="2026-10-15")
     w.register_lot("COOP-1", "site-a")
     signer = LogSigner(w.origin, b"\x05" * 32)
-    size = len(w.ledger.leaves)
-    bundle = build_bundle(
-        w.ledger,
-        lot="COOP-1",
-        head=w.head("COOP-1"),
-        label_at=None,
-        origin=w.origin,
-        verifier_key=signer.verifier_key,
-        registrar_key=w.ledger.envelopes[0]["signature"]["key"],
-        checkpoint_note=signer.sign(size, w.ledger.root()).note,
-        size=size,
-    )
+    bundle = factories.signed_bundle(w.ledger, signer, "COOP-1")
     report = verify_bundle(canonical(bundle), signer.verifier_key)
     assert report.ok
     html = render_lot_page(

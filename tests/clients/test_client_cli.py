@@ -703,7 +703,6 @@ def test_verify_label_url_refuses_a_bundle_for_another_lot_or_label(runner: Any)
     or of the same lot without the label's event, would show the buyer the wrong story."""
     import httpx
 
-    from ledger.bundle import build_bundle
     from ledger.checkpoint import LogSigner
     from tests import factories
 
@@ -712,20 +711,9 @@ def test_verify_label_url_refuses_a_bundle_for_another_lot_or_label(runner: Any)
     w.register_lot("COOP-2", "site-a")
     w.transfer("COOP-1", "trader")
     signer = LogSigner(w.origin, b"\x3c" * 32)
-    size = len(w.ledger.leaves)
 
     def served(lot: str, label_at: str | None) -> httpx.MockTransport:
-        bundle = build_bundle(
-            w.ledger,
-            lot=lot,
-            head=w.head(lot),
-            label_at=label_at,
-            origin=w.origin,
-            verifier_key=signer.verifier_key,
-            registrar_key=w.ledger.envelopes[0]["signature"]["key"],
-            checkpoint_note=signer.sign(size, w.ledger.root()).note,
-            size=size,
-        )
+        bundle = factories.signed_bundle(w.ledger, signer, lot, label_at=label_at)
         return httpx.MockTransport(lambda request: httpx.Response(200, content=canonical(bundle)))
 
     url = f"http://fake.test/l/COOP-1?at={label}"
@@ -756,25 +744,13 @@ def test_verify_log_key_typo_is_a_usage_error(runner: Any, tmp_path: Path) -> No
     """A --log-key that is no note verifier key is a mistake in the command, as a
     --registrar-key typo is (exit 2, one line), not "this bundle does not verify"; the key
     pasted with surrounding blanks (a newline from a file) is the same key."""
-    from ledger.bundle import build_bundle
     from ledger.checkpoint import LogSigner
     from tests import factories
 
     w = factories.World.standard()
     w.register_lot("COOP-1", "site-a")
     signer = LogSigner(w.origin, b"\x3d" * 32)
-    size = len(w.ledger.leaves)
-    bundle = build_bundle(
-        w.ledger,
-        lot="COOP-1",
-        head=w.head("COOP-1"),
-        label_at=None,
-        origin=w.origin,
-        verifier_key=signer.verifier_key,
-        registrar_key=w.ledger.envelopes[0]["signature"]["key"],
-        checkpoint_note=signer.sign(size, w.ledger.root()).note,
-        size=size,
-    )
+    bundle = factories.signed_bundle(w.ledger, signer, "COOP-1")
     path = tmp_path / "coop-1.bundle.json"
     path.write_bytes(canonical(bundle))
 

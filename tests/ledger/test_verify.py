@@ -1022,18 +1022,7 @@ def _expired_site_report() -> Report:
     w.register_lot("COOP-1", "site-a")
     assert w.open_codes("COOP-1") == ["site_unassessed"]
     signer = LogSigner(w.origin, b"\x05" * 32)
-    size = len(w.ledger.leaves)
-    bundle = build_bundle(
-        w.ledger,
-        lot="COOP-1",
-        head=w.head("COOP-1"),
-        label_at=None,
-        origin=w.origin,
-        verifier_key=signer.verifier_key,
-        registrar_key=w.ledger.envelopes[0]["signature"]["key"],
-        checkpoint_note=signer.sign(size, w.ledger.root()).note,
-        size=size,
-    )
+    bundle = factories.signed_bundle(w.ledger, signer, "COOP-1")
     report = verify_bundle(canonical(bundle), signer.verifier_key)
     assert report.ok, failures(report)
     return report
