@@ -17,38 +17,11 @@ from typing import Any
 
 import pytest
 
-from tests import factories
-from tests.ledger.test_rules import CASES, Refusal, _precedence_cases
+from tests.ledger.test_rules import STATUS, Refusal, on_the_standard_log
 
 from .conftest import Api, refusal
 
-
-def _on_the_standard_log(case: Any) -> bool:
-    """False for a case that builds a world of its own (an empty log, another registrar)."""
-    made = case.values[1](factories.World.standard())
-    return not (isinstance(made, Refusal) and made.world is not None)
-
-
-ALL = [case for case in [*CASES, *_precedence_cases()] if _on_the_standard_log(case)]
-
-
-#: the table of section 6: each code's status
-STATUS = {
-    code: status
-    for status, codes in {
-        400: "malformed",
-        401: "bad_signature unknown_key key_inactive",
-        403: "forbidden_role not_custodian not_operator not_recipient not_offerer "
-        "licence_expired actor_revoked wrong_prefix",
-        404: "unknown_actor unknown_site unknown_lot unknown_event unknown_flag not_found",
-        409: "log_not_started stale_prev offer_pending no_pending_offer lot_consumed "
-        "lot_on_hold site_red duplicate_lot duplicate_actor duplicate_site key_reused "
-        "prefix_reused flag_not_open duplicate_event last_registrar holds_lots",
-        413: "too_large",
-        422: "schema future_time time_order mass_balance fine_gold_balance fineness_raise",
-    }.items()
-    for code in codes.split()
-}
+ALL = on_the_standard_log()
 
 
 @pytest.mark.parametrize(("code", "make"), ALL)

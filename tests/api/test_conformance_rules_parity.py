@@ -24,13 +24,7 @@ import pytest
 
 from ledger.verify import Report, verify_bundle
 from tests import factories as F
-from tests.ledger.test_rules import (
-    CASES,
-    PERMISSIONS,
-    STATUS,
-    Refusal,
-    _precedence_cases,
-)
+from tests.ledger.test_rules import PERMISSIONS, STATUS, Refusal, on_the_standard_log
 from tests.ledger.test_verify_attacks import fake_bundle, verify
 
 from .conftest import Api, HttpWorld, refusal
@@ -42,9 +36,8 @@ NOT_FROM_A_BUNDLE = {"future_time", "last_registrar"}
 def _cases() -> list[Any]:
     """(code, make) for every refusal that plays in the standard world over HTTP."""
     params: list[Any] = []
-    for group, cases in (("code", CASES), ("precedence", _precedence_cases())):
-        for p in cases:
-            params.append(pytest.param(*p.values, id=f"{group}:{p.id}"))
+    for p in on_the_standard_log():
+        params.append(pytest.param(*p.values, id=p.id))
     for kind, signer, build, expected in PERMISSIONS:
         if expected is not None:
             params.append(
@@ -74,8 +67,6 @@ def test_the_server_and_the_verifier_refuse_alike(
     api = make_api()
     w = api.world().standard()
     case = _made(w, make)
-    if case.world is not None:
-        pytest.skip("needs a log of its own (seq 0): test_http_errors.py plays it over HTTP")
     envelope = case.ev.envelope if isinstance(case.ev, F.Event) else case.ev
     if case.now is not None:  # the case reads the server's clock
         api.clock.now = case.now

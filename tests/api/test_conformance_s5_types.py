@@ -22,6 +22,7 @@ import pytest
 
 from ledger.events import EVENT_TYPES, FLAG_CLASS
 from tests import factories as F
+from tests.ledger.test_conformance_section5 import PROCESSES
 
 from .conftest import Api, open_api, refusal
 
@@ -473,22 +474,7 @@ def test_every_value_of_every_vocabulary_and_every_range_edge_is_accepted(sqlite
             grievance_mechanism=False,
         )
         w.assess_site("site-alluvial", "green", findings=[])
-        processes = [
-            "none",
-            "crushing",
-            "washing",
-            "gravity",
-            "amalgamation_retort",
-            "amalgamation_open",
-            "whole_ore_amalgamation",
-            "cyanidation",
-            "cyanide_on_mercury_tailings",
-            "smelting",
-            "refining",
-            "splitting",
-            "merging",
-        ]
-        lots = [w.register_lot(actor="coop", recovery=process).body["lot"] for process in processes]
+        lots = [w.register_lot(actor="coop", recovery=process).body["lot"] for process in PROCESSES]
         for form in ("ore", "concentrate", "gold"):
             w.register_lot(actor="coop", form=form, days=92)
         w.register_lot(actor="coop", days=1, women=0, men=1)
@@ -547,7 +533,7 @@ def test_every_value_of_every_vocabulary_and_every_range_edge_is_accepted(sqlite
                 "security_forces": security,
             }
             w.register_lot(actor="coop", declarations=declarations)
-        for lot, process in zip(lots, processes, strict=True):
+        for lot, process in zip(lots, PROCESSES, strict=True):
             output = F.out(w.new_lot_id("coop"), 1, 1)
             w.process([lot], [output], process=process)
         inputs = [w.register_lot(actor="coop2", site="site-b").body["lot"] for _ in range(100)]

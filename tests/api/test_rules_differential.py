@@ -41,22 +41,7 @@ class HttpLedgerMachine(LedgerMachine):
         super(LedgerMachine, self).__init__()
         self.folder = tempfile.TemporaryDirectory(prefix="goldtrail-differential-")
         self.api: Api = open_api(f"sqlite:///{self.folder.name}/ledger.db", Path(self.folder.name))
-        w = self.api.world().standard()
-        w.register_site("site-c", "coop")
-        w.assess_site("site-c", "yellow")
-        w.register_site("site-r", "coop2")
-        w.assess_site("site-r", "red")
-        for site in ("site-a", "site-b", "site-c"):
-            w.register_lot(site=site)
-        w.transfer("COOP-0001", "trader")
-        w.offer("CPB-0002", "processor")
-        w.offer("COOP-0003", "trader2")
-        self.w = w
-        self.accepted = w.envelopes()
-        self.seen = [F.Event(env).id for env in self.accepted]
-        self.last_total = sum(s.mass_mg for s in w.ledger.state.lots.values())
-        self.added = 0
-        self.serial = 0
+        self.start(self.api.world().standard())
         self.steps = 0
 
     def teardown(self) -> None:

@@ -2707,3 +2707,15 @@ def test_lower_hex_agrees_with_its_pattern(chars: list[str], mostly_hex: bool) -
     if mostly_hex:
         text = text[:1] + "ab" * 31 + text[1:2] if len(text) >= 2 else "ab" * 32
     assert protocol._is_lower_hex(text) == (protocol._LOWER_HEX.fullmatch(text) is not None)
+
+
+def on_the_standard_log() -> list[Any]:
+    """The refusal cases (``CASES`` and the precedence pairs) that play on the standard
+    world's log, for the tests that replay them elsewhere (over HTTP, through a bundle):
+    not those that build a world of their own (an empty log, another registrar)."""
+
+    def plays(case: Any) -> bool:
+        made = case.values[1](F.World.standard())
+        return not (isinstance(made, Refusal) and made.world is not None)
+
+    return [case for case in [*CASES, *_precedence_cases()] if plays(case)]

@@ -54,7 +54,11 @@ OUTCOMES: Counter[str] = Counter()
 class LedgerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        w = F.World.standard()
+        self.start(F.World.standard())
+
+    def start(self, w: Any) -> None:
+        """The starting cast and lots, in ``w`` (a ``World``, or any world with its
+        methods): three more sites, three lots, one transferred and two offered."""
         w.register_site("site-c", "coop")
         w.assess_site("site-c", "yellow")
         w.register_site("site-r", "coop2")
