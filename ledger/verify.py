@@ -26,6 +26,7 @@ from ledger.state import (
     ActorState,
     LotState,
     MemoryState,
+    Registration,
     SiteState,
     StagedState,
 )
@@ -326,7 +327,8 @@ def _verify(
             f"bundle's head {report.head[:12]}…",
         )
     ancestry = _ancestry(report.head, by_id, report)
-    own_chain = _own_chain(report.lot, report.head, by_id)
+    # a set: the timeline asks of every event of the provenance whether it is on the chain
+    own_chain = set(_own_chain(report.lot, report.head, by_id))
     if report.label_at is not None and report.label_at not in own_chain:
         _fail(report, f"the label's event {report.label_at[:12]}… is not on the lot's own chain")
     if report.failures:
@@ -696,13 +698,14 @@ def _origin_sites(
     by_id: dict[str, tuple[int, dict[str, Any]]],
     registered_at: dict[str, SiteState | None],
 ) -> list[dict[str, Any]]:
+    # the origin registrations by site, in one pass: a lot may come from thousands of sites
+    by_site: dict[str, list[Registration]] = {}
+    for o in state.lots_of(lot.origin_lots):
+        if o.registration is not None:
+            by_site.setdefault(o.registration.site, []).append(o.registration)
     sites = []
     for site_id in sorted(lot.origins):
-        registrations = [
-            o.registration
-            for o in state.lots_of(lot.origin_lots)
-            if o.registration is not None and o.registration.site == site_id
-        ]
+        registrations = by_site.get(site_id, [])
         # the site as the latest of these registrations found it, not as later
         # assessments in the bundle left it (sections 5 and 7)
         latest = max(
