@@ -8,6 +8,7 @@ Nothing is "mostly verified": any failure makes the verdict false.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import datetime as dt
 import re
@@ -277,9 +278,9 @@ def _verify(
     registered_at: dict[str, SiteState | None] = {}
     #: offers replayed while the bundle held no actor they were made to: (seq, id, actor)
     unknown_recipients: list[tuple[int, str, str]] = []
-    #: updates that removed custody roles from an actor then custodian of lots in the
-    #: bundle: (seq, id, actor, [(lot, its head then)])
-    removals: list[tuple[int, str, str, list[tuple[str, str]]]] = []
+    #: updates that removed custody roles from an actor: (seq, id, actor)
+    removals: list[tuple[int, str, str]] = []
+    custody = _Custody()
     for seq, envelope, eid in entries:
         holder = _custodian_losing_roles(staged, envelope)
         try:
@@ -305,15 +306,12 @@ def _verify(
         elif body["type"] == "lot.transfer_offered" and staged.actor_as_is(body["to"]) is None:
             unknown_recipients.append((seq, eid, body["to"]))
         elif holder is not None and CUSTODY_ROLES.intersection(holder.roles) - set(body["roles"]):
-            held = [
-                (lot.lot, lot.head)
-                for lot in staged.changes.lots.values()
-                if lot.custodian == holder.id and lot.status != "consumed"
-            ]
-            if held:
-                removals.append((seq, eid, holder.id, held))
+            removals.append((seq, eid, holder.id))
+        custody.record(staged, seq, body)
     state.apply(staged.changes)
-    _check_what_the_whole_bundle_proves(report, state, unknown_recipients, removals)
+    _check_what_the_whole_bundle_proves(
+        report, state, unknown_recipients, custody.proven_holdings(removals, report.lot)
+    )
 
     # 4. the provenance graph from head is complete back to registrations
     lot = state.lots.get(report.lot)
@@ -365,7 +363,7 @@ def _check_what_the_whole_bundle_proves(
     report: Report,
     state: MemoryState,
     offers: list[tuple[int, str, str]],
-    removals: list[tuple[int, str, str, list[tuple[str, str]]]],
+    removals: list[tuple[int, str, str, str]],
 ) -> None:
     """Refuse, once every entry is replayed, what only later entries prove wrong; in seq
     order, each entry with the code the server refuses it with.
@@ -397,26 +395,88 @@ def _check_what_the_whole_bundle_proves(
                     f"later, at seq {actor.registered_seq}.",
                 )
             )
-    for seq, eid, holder, held in removals:
-        proven = [
-            lot_id
-            for lot_id, head in held
-            if state.lots[lot_id].head != head or lot_id == report.lot
-        ]
-        if proven:
-            found.append(
-                (
-                    seq,
-                    eid,
-                    f"refused by the rules (holds_lots): '{holder}' still held lot "
-                    f"'{proven[0]}' when its roles that hold gold were removed; they can be "
-                    "removed only once its lots are handed over.",
-                )
+    for seq, eid, holder, lot_id in removals:
+        found.append(
+            (
+                seq,
+                eid,
+                f"refused by the rules (holds_lots): '{holder}' still held lot "
+                f"'{lot_id}' when its roles that hold gold were removed; they can be "
+                "removed only once its lots are handed over.",
             )
+        )
     for seq, eid, reason in sorted(found):
         _fail(report, reason, seq, eid)
     if found:
         raise _Stop
+
+
+class _Custody:
+    """Who held each lot of the bundle, and from when to when, as the replay went.
+
+    A lot stays as an event left it (its custodian, consumed or not) until the next event
+    on its chain: a *stretch* of custody from that event's seq to the next's. Removals of
+    custody roles are then checked against these stretches once the replay is over, by
+    bisection, so that checking them costs no more than the bundle has entries (a scan of
+    every lot at every removal grew with their product: a hostile bundle of 6000 lots and
+    6000 removals took 7 s more).
+    """
+
+    def __init__(self) -> None:
+        #: lot -> (seq of its last event, its custodian then, consumed)
+        self.current: dict[str, tuple[int, str, bool]] = {}
+        #: actor -> the ended stretches it held lots, as (from seq, to seq, lot)
+        self.ended: dict[str, list[tuple[int, int, str]]] = {}
+
+    def record(self, staged: StagedState, seq: int, body: dict[str, Any]) -> None:
+        """Note the lots a replayed event touched, as they now stand."""
+        touched = [body["lot"]] if "lot" in body and body["type"].startswith("lot.") else []
+        touched += [item["lot"] for item in body.get("inputs", ())]
+        touched += [item["lot"] for item in body.get("outputs", ())]
+        for lot_id in touched:
+            lot = staged.lot_as_is(lot_id)
+            if lot is None:
+                continue
+            before = self.current.get(lot_id)
+            if before is not None and not before[2]:
+                self.ended.setdefault(before[1], []).append((before[0], seq, lot_id))
+            self.current[lot_id] = (seq, lot.custodian, lot.status == "consumed")
+
+    def proven_holdings(
+        self, removals: list[tuple[int, str, str]], head_lot: str | None
+    ) -> list[tuple[int, str, str, str]]:
+        """The removals made while their subject provably held a lot: (seq, id, actor, lot).
+
+        It held a lot then if the lot's chain goes on later from the head it had then
+        (a stretch that ended after the removal), or if that head is the bundle's head (the
+        bundle's lot, not consumed, as its last event left it)."""
+        stretches = {actor: list(items) for actor, items in self.ended.items()}
+        last = self.current.get(head_lot) if head_lot is not None else None
+        if last is not None and not last[2]:
+            stretches.setdefault(last[1], []).append((last[0], _NEVER, str(head_lot)))
+        #: actor -> (stretch starts, sorted; the longest-lasting stretch among those that
+        #: start at or before each)
+        index: dict[str, tuple[list[int], list[tuple[int, str]]]] = {}
+        for actor, items in stretches.items():
+            items.sort()
+            starts: list[int] = []
+            longest: list[tuple[int, str]] = []
+            best = (-1, "")
+            for start, end, lot_id in items:
+                best = max(best, (end, lot_id), key=lambda b: b[0])
+                starts.append(start)
+                longest.append(best)
+            index[actor] = (starts, longest)
+        proven = []
+        for seq, eid, actor in removals:
+            starts, longest = index.get(actor, ([], []))
+            at = bisect.bisect_left(starts, seq) - 1  # the stretches that began before it
+            if at >= 0 and longest[at][0] > seq:
+                proven.append((seq, eid, actor, longest[at][1]))
+        return proven
+
+
+_NEVER = 2**63  # the end of a stretch still going on when the bundle ends
 
 
 def _same_verifier_key(named: object, trusted: str) -> bool:
