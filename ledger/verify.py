@@ -280,9 +280,10 @@ def _verify(
     unknown_recipients: list[tuple[int, str, str]] = []
     #: updates that removed custody roles from an actor: (seq, id, actor)
     removals: list[tuple[int, str, str]] = []
-    custody = _Custody()
+    # who held which lot when matters only to a bundle that changes roles (most do not)
+    custody = _Custody() if any(_sets_roles(envelope) for _, envelope, _ in entries) else None
     for seq, envelope, eid in entries:
-        holder = _custodian_losing_roles(staged, envelope)
+        holder = _custodian_losing_roles(staged, envelope) if custody is not None else None
         try:
             admitted = admit(
                 staged,
@@ -307,10 +308,14 @@ def _verify(
             unknown_recipients.append((seq, eid, body["to"]))
         elif holder is not None and CUSTODY_ROLES.intersection(holder.roles) - set(body["roles"]):
             removals.append((seq, eid, holder.id))
-        custody.record(staged, seq, body)
+        if custody is not None:
+            custody.record(staged, seq, body)
     state.apply(staged.changes)
     _check_what_the_whole_bundle_proves(
-        report, state, unknown_recipients, custody.proven_holdings(removals, report.lot)
+        report,
+        state,
+        unknown_recipients,
+        custody.proven_holdings(removals, report.lot) if custody is not None else [],
     )
 
     # 4. the provenance graph from head is complete back to registrations
@@ -345,18 +350,23 @@ def _verify(
     report.payment_groups = _payment_groups([by_id[e][1] for e in ancestry])
 
 
-def _custodian_losing_roles(staged: StagedState, envelope: dict[str, Any]) -> ActorState | None:
-    """For an ``actor.updated`` that sets ``roles``, its subject as it stands before it (not
-    a copy: the update stages a new version), else None."""
+def _sets_roles(envelope: dict[str, Any]) -> bool:
+    """Whether the envelope is an ``actor.updated`` that sets ``roles`` (with a subject)."""
     body = envelope.get("body")
-    if not (
+    return (
         isinstance(body, dict)
         and body.get("type") == "actor.updated"
         and "roles" in body
         and isinstance(body.get("subject"), str)
-    ):
+    )
+
+
+def _custodian_losing_roles(staged: StagedState, envelope: dict[str, Any]) -> ActorState | None:
+    """For an ``actor.updated`` that sets ``roles``, its subject as it stands before it (not
+    a copy: the update stages a new version), else None."""
+    if not _sets_roles(envelope):
         return None
-    return staged.actor_as_is(body["subject"])
+    return staged.actor_as_is(envelope["body"]["subject"])
 
 
 def _check_what_the_whole_bundle_proves(
