@@ -22,7 +22,7 @@ import pytest
 
 from ledger.events import EVENT_TYPES, FLAG_CLASS
 from tests import factories as F
-from tests.ledger.test_conformance_section5 import PROCESSES
+from tests.ledger.test_conformance_section5 import PROCESSES, WOMEN_ROLES
 
 from .conftest import Api, open_api, refusal
 
@@ -504,16 +504,7 @@ def test_every_value_of_every_vocabulary_and_every_range_edge_is_accepted(sqlite
                     "women": 1,
                     "men": 1,
                     "pit_owner": pit_owner,
-                    "women_roles": [
-                        "digging",
-                        "hauling",
-                        "crushing",
-                        "washing_panning",
-                        "processing",
-                        "team_leader",
-                        "pit_owner",
-                        "trading",
-                    ],
+                    "women_roles": WOMEN_ROLES,
                 },
                 state_payments=[
                     {"kind": kind, "amount": _money(0, "XAU"), "receipt": "R" * 128}

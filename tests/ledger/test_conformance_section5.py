@@ -44,6 +44,17 @@ PROCESSES = [
     "splitting",
     "merging",
 ]
+#: section 5, "women_roles? [of digging, hauling, ...]", in the page's order
+WOMEN_ROLES = [
+    "digging",
+    "hauling",
+    "crushing",
+    "washing_panning",
+    "processing",
+    "team_leader",
+    "pit_owner",
+    "trading",
+]
 #: section 5, the flag table's codes
 FLAG_CODES = [
     "worst_forms_child_labour",
@@ -225,16 +236,7 @@ VOCABULARIES: list[tuple[str, type[StrEnum], list[str], Callable[[World, str], E
         "women_roles? [of digging, hauling, crushing, washing_panning, processing, "
         "team_leader, pit_owner, trading]",
         E.WomenRole,
-        [
-            "digging",
-            "hauling",
-            "crushing",
-            "washing_panning",
-            "processing",
-            "team_leader",
-            "pit_owner",
-            "trading",
-        ],
+        WOMEN_ROLES,
         _producers_with("women_roles", wrap=True),
         "producers.women_roles[0]",
     ),
