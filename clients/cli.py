@@ -62,7 +62,7 @@ from clients.outbox import (
     default_outbox_path,
     sync,
 )
-from clients.sdk import ApiError, Client, ClientError, ServerUnreachable
+from clients.sdk import ApiError, Client, ClientError, ResponseTooLarge, ServerUnreachable
 from ledger.errors import LedgerError
 from ledger.events import (
     ArmedGroups,
@@ -2168,34 +2168,53 @@ def outbox_retry(
 # verify
 
 
-def _fetch_bundle(source: str, session: Session) -> tuple[bytes, str | None, str | None]:
+#: the largest bundle ``goldtrail verify`` reads unless told otherwise (--max-bytes): an
+#: honest bundle of a bar from thousands of lots is some megabytes; this keeps a hostile or
+#: mistaken one from filling a phone's memory or its data plan
+MAX_BUNDLE_BYTES = 64 * 1024 * 1024
+
+
+def _too_large(what: str, max_bytes: int) -> CliError:
+    return CliError(
+        f"{what} is larger than --max-bytes ({max_bytes:,} bytes), so it was not verified; "
+        "raise --max-bytes if you expect a bundle this large",
+        "too_large",
+    )
+
+
+def _fetch_bundle(
+    source: str, session: Session, max_bytes: int = MAX_BUNDLE_BYTES
+) -> tuple[bytes, str | None, str | None]:
     """The bundle's bytes, with the lot and label event the URL asks for (None, None for a
-    file): the bundle served must be theirs."""
+    file): the bundle served must be theirs. One longer than ``max_bytes`` is refused
+    without being read whole."""
     if not re.match(r"^https?://", source):
         path = Path(source)
         try:
-            return path.read_bytes(), None, None
+            with path.open("rb") as f:
+                data = f.read(max_bytes + 1)
         except OSError as e:
             raise CliError(f"cannot read {path}: {e.strerror}", "not_found") from e
+        if len(data) > max_bytes:
+            raise _too_large(f"the file {path}", max_bytes)
+        return data, None, None
     parts = urlsplit(source)
     query = parse_qs(parts.query)
     at = query.get("at", [None])[-1]  # given twice: the last, as the server reads it
     match = re.match(r"^(.*)/l/([^/]+)/?$", parts.path)
     base = f"{parts.scheme}://{parts.netloc}"
-    if match is not None:
-        lot = unquote(match.group(2))
-        with Client(
-            base + match.group(1), timeout=session.timeout, transport=session.hooks.transport
-        ) as client:
-            return client.bundle(lot, at), lot, at
-    match = re.match(r"^(.*)/v1/lots/([^/]+)/bundle$", parts.path)
-    if match is not None:
-        lot = unquote(match.group(2))
-        with Client(
-            base + match.group(1), timeout=session.timeout, transport=session.hooks.transport
-        ) as client:
-            return client.bundle(lot, at), lot, at
-    raise UsageProblem(f"{source} is neither a label URL (…/l/LOT?at=EVENT) nor a bundle URL")
+    if match is None:
+        match = re.match(r"^(.*)/v1/lots/([^/]+)/bundle$", parts.path)
+    if match is None:
+        raise UsageProblem(f"{source} is neither a label URL (…/l/LOT?at=EVENT) nor a bundle URL")
+    lot = unquote(match.group(2))
+    with Client(
+        base + match.group(1), timeout=session.timeout, transport=session.hooks.transport
+    ) as client:
+        try:
+            return client.bundle(lot, at, max_bytes=max_bytes), lot, at
+        except ResponseTooLarge as e:
+            raise _too_large(f"the bundle at {source}", max_bytes) from e
 
 
 def _step_text(item: Any) -> str:
@@ -2316,6 +2335,15 @@ def verify_command(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    max_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-bytes",
+            metavar="N",
+            min=1,
+            help="Refuse a bundle larger than this, unread.",
+        ),
+    ] = MAX_BUNDLE_BYTES,
 ) -> None:
     """Verify a lot's provenance bundle offline, from a file or a label's QR URL.
 
@@ -2327,7 +2355,7 @@ def verify_command(
     log_key = _verifier_key(log_key)
     if registrar_key is not None:
         registrar_key = _hex_key(registrar_key, "--registrar-key")
-    data, lot, at = _fetch_bundle(source, session)
+    data, lot, at = _fetch_bundle(source, session, max_bytes)
     report = verify_bundle(data, log_key, registrar_key, lot=lot, label_at=at)
     if as_json:
         _out(json.dumps(report.to_json(), indent=2, ensure_ascii=False))

@@ -41,6 +41,7 @@ __all__ = [
     "LogInfo",
     "Page",
     "Receipt",
+    "ResponseTooLarge",
     "ServerUnreachable",
 ]
 
@@ -98,6 +99,14 @@ class ServerUnreachable(ClientError):
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail, "unreachable")
+
+
+class ResponseTooLarge(ClientError):
+    """An answer larger than the caller allows (``max_bytes``): a bundle too big for the
+    phone or the link it would be verified on. Nothing more of it is read."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, "too_large")
 
 
 # ---------------------------------------------------------------------------
@@ -203,12 +212,18 @@ class Client:
         params: Mapping[str, Any] | None = None,
         content: bytes | None = None,
         accept: str = "application/json",
+        max_bytes: int | None = None,
     ) -> httpx.Response:
+        """The server's successful answer, else the error it stands for. With
+        ``max_bytes`` the body is read in pieces and refused (ResponseTooLarge) as soon as
+        it is longer, decompressed, than that; the answer then holds the body read."""
         headers = {"accept": f"{accept}, application/problem+json"}
         if content is not None:
             headers["content-type"] = "application/json"
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         try:
+            if max_bytes is not None:
+                return self._capped(method, path, clean, headers, max_bytes)
             response = self._http.request(
                 method, path, params=clean, content=content, headers=headers
             )
@@ -223,6 +238,34 @@ class Client:
         if response.is_success:
             return response
         raise _api_error(response)
+
+    def _capped(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any],
+        headers: Mapping[str, str],
+        max_bytes: int,
+    ) -> httpx.Response:
+        """``_request``'s answer, its body read no further than ``max_bytes``."""
+        with self._http.stream(method, path, params=params, headers=headers) as response:
+            if not response.is_success:
+                response.read()
+                raise _api_error(response)
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise ResponseTooLarge(
+                        f"The answer from {self.base_url}{path} is larger than "
+                        f"{max_bytes:,} bytes, the most allowed here."
+                    )
+        return httpx.Response(
+            response.status_code,
+            headers=[(k, v) for k, v in response.headers.items() if k != "content-encoding"],
+            content=bytes(body),
+            request=response.request,
+        )
 
     def _json(
         self,
@@ -411,12 +454,16 @@ class Client:
         """The lot's whole chain, following ``next`` cursors."""
         return self._follow(f"/v1/lots/{_seg(lot)}/events", {"limit": limit})
 
-    def bundle(self, lot: str, at: str | None = None) -> bytes:
+    def bundle(self, lot: str, at: str | None = None, *, max_bytes: int | None = None) -> bytes:
         """``GET /v1/lots/{lot}/bundle``: the provenance bundle, as raw bytes.
 
         Raw bytes, so that they can be saved and verified offline exactly as served.
+        ``max_bytes``: refuse (ResponseTooLarge) a bundle longer than that, without reading
+        the rest of it.
         """
-        return self._request("GET", f"/v1/lots/{_seg(lot)}/bundle", params={"at": at}).content
+        return self._request(
+            "GET", f"/v1/lots/{_seg(lot)}/bundle", params={"at": at}, max_bytes=max_bytes
+        ).content
 
     def qr_png(self, lot: str) -> bytes:
         """``GET /v1/lots/{lot}/qr.png``: the lot's QR code as PNG."""

@@ -764,3 +764,68 @@ def test_verify_log_key_typo_is_a_usage_error(runner: Any, tmp_path: Path) -> No
         assert _one_error(run, "usage").startswith("error: --log-key: "), run.stderr
     env = runner(["verify", str(path)], env={"GOLDTRAIL_LOG_VERIFIER_KEY": "junk"})
     assert env.code == 2 and _one_error(env, "usage").startswith("error: --log-key: ")
+
+
+def test_verify_refuses_a_bundle_over_max_bytes_unread(runner: Any, tmp_path: Path) -> None:
+    """A bundle larger than --max-bytes (64 MiB unless told) is refused in one line, exit 1,
+    before it is verified or, from a URL, downloaded whole: a hostile or mistaken one must
+    not fill a phone's memory. Counted decompressed, so a small gzip bomb is caught too."""
+    import gzip
+
+    import httpx
+
+    from ledger.checkpoint import LogSigner
+    from tests import factories
+
+    w = factories.World.standard()
+    w.register_lot("COOP-1", "site-a")
+    signer = LogSigner(w.origin, b"\x3e" * 32)
+    data = canonical(factories.signed_bundle(w.ledger, signer, "COOP-1"))
+    path = tmp_path / "coop-1.bundle.json"
+    path.write_bytes(data)
+    key = ["--log-key", signer.verifier_key]
+
+    exact = runner(["verify", str(path), *key, "--max-bytes", str(len(data))])
+    assert exact.code == 0, exact.stderr
+    over = runner(["verify", str(path), *key, "--max-bytes", str(len(data) - 1)])
+    assert over.code == 1 and over.stdout == ""
+    assert _one_error(over, "too_large").startswith(
+        f"error: the file {path} is larger than --max-bytes ({len(data) - 1:,} bytes)"
+    )
+
+    sent: list[int] = []
+
+    def served(body: bytes, gzipped: bool) -> httpx.MockTransport:
+        def answer(request: httpx.Request) -> httpx.Response:
+            def chunks() -> Any:  # the server's body in pieces, counting what is taken
+                payload = gzip.compress(body) if gzipped else body
+                for at in range(0, len(payload), 4096):
+                    sent.append(at)
+                    yield payload[at : at + 4096]
+
+            headers = {"content-encoding": "gzip"} if gzipped else {}
+            return httpx.Response(200, headers=headers, content=chunks())
+
+        return httpx.MockTransport(answer)
+
+    url = "http://fake.test/v1/lots/COOP-1/bundle"
+    fine = runner(["verify", url, *key], transport=served(data, gzipped=True))
+    assert fine.code == 0, fine.stderr
+    assert fine.stdout.startswith("VERIFIED: lot COOP-1")
+
+    sent.clear()
+    huge = data + b" " * (8 * 1024 * 1024)  # 8 MiB more: over a 1 MiB limit, mostly unread
+    big = runner(
+        ["verify", url, *key, "--max-bytes", str(1024 * 1024)], transport=served(huge, False)
+    )
+    assert big.code == 1
+    assert _one_error(big, "too_large").startswith(
+        f"error: the bundle at {url} is larger than --max-bytes (1,048,576 bytes)"
+    )
+    assert len(sent) < len(huge) // 4096 // 2  # it stopped reading early
+    bomb = runner(
+        ["verify", url, *key, "--max-bytes", str(1024 * 1024)], transport=served(huge, True)
+    )
+    assert bomb.code == 1 and "too_large" in _one_error(bomb)
+    typo = runner(["verify", str(path), *key, "--max-bytes", "0"])
+    assert typo.code == 2

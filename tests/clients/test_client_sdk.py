@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from clients.sdk import ApiError, Client, ClientError, ServerUnreachable
+from clients.sdk import ApiError, Client, ClientError, ResponseTooLarge, ServerUnreachable
 
 
 def _client(handler: Any) -> Client:
@@ -166,3 +166,34 @@ def test_answer_that_is_not_json() -> None:
     with pytest.raises(ClientError) as info:
         client.lot("MAK-1")
     assert info.value.code == "bad_response"
+
+
+def test_bundle_with_max_bytes_reads_no_further_and_keeps_errors() -> None:
+    """``bundle(max_bytes=...)`` streams: a body over the limit is refused with
+    ResponseTooLarge; one at the limit is returned whole; a problem or a dropped connection
+    is the same ApiError or ServerUnreachable as without a limit."""
+    body = b'{"format":"goldtrail-bundle/1"}'
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/NO-1/bundle"):
+            problem = {"type": "about:blank", "title": "Not found", "status": 404}
+            problem |= {"detail": "No lot NO-1.", "code": "unknown_lot"}
+            return httpx.Response(
+                404,
+                headers={"content-type": "application/problem+json"},
+                content=json.dumps(problem).encode(),
+            )
+        if request.url.path.endswith("/GONE-1/bundle"):
+            raise httpx.ReadError("connection reset")
+        return httpx.Response(200, content=body)
+
+    client = Client("http://fake.test", transport=httpx.MockTransport(answer))
+    assert client.bundle("A-1", max_bytes=len(body)) == body
+    with pytest.raises(ResponseTooLarge) as too_large:
+        client.bundle("A-1", max_bytes=len(body) - 1)
+    assert too_large.value.code == "too_large"
+    with pytest.raises(ApiError) as missing:
+        client.bundle("NO-1", max_bytes=10)
+    assert (missing.value.status, missing.value.code) == (404, "unknown_lot")
+    with pytest.raises(ServerUnreachable):
+        client.bundle("GONE-1", max_bytes=10)
