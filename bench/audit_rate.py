@@ -37,8 +37,6 @@ from typing import Any
 from common import (
     BIN,
     Ceiling,
-    _cpu_seconds,
-    _descendants,
     header,
     lot_event_chunks,
     maybe_profile,
@@ -46,6 +44,7 @@ from common import (
     open_bench_ledger,
     out,
     public_hex,
+    tree_cpu_seconds,
     workdir,
 )
 
@@ -212,7 +211,7 @@ def print_samples(raw: Path, entries: int) -> None:
 def _children_cpu() -> float:
     """CPU seconds used so far by the live processes below this one (the signature
     worker)."""
-    return sum(_cpu_seconds(pid) for pid in _descendants(os.getpid())[1:])
+    return tree_cpu_seconds(os.getpid(), children_only=True)
 
 
 if __name__ == "__main__":

@@ -378,7 +378,14 @@ class Server:
     def cpu_seconds(self) -> float:
         """CPU time (user + system, every thread) the server process and its live children
         (the signature worker) have used so far."""
-        return sum(_cpu_seconds(pid) for pid in _descendants(self.pid))
+        return tree_cpu_seconds(self.pid)
+
+
+def tree_cpu_seconds(pid: int, *, children_only: bool = False) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its live descendants, or by
+    those descendants alone."""
+    pids = _descendants(pid)
+    return sum(_cpu_seconds(p) for p in (pids[1:] if children_only else pids))
 
 
 def _cpu_seconds(pid: int) -> float:
